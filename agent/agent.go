@@ -1,0 +1,275 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	autopilot "github.com/hashicorp/raft-autopilot"
+
+	"orch.dev/orch/fsm"
+)
+
+// LeaderFunc is a component that runs on the Raft leader only (scheduler,
+// controllers). It is started after the new leader's barrier and must return
+// promptly when ctx is cancelled, which happens the moment leadership is lost.
+type LeaderFunc func(ctx context.Context, a *Agent)
+
+// Agent is one orchd process.
+type Agent struct {
+	cfg    Config
+	logger *slog.Logger
+
+	fsm    *fsm.FSM
+	node   *raftNode
+	raft   *raft.Raft
+	gossip *gossip
+	pilot  *autopilot.Autopilot
+
+	httpLn     net.Listener
+	httpServer *http.Server
+	peerClient *http.Client // server-to-server calls (forwarding, status)
+
+	verifier  *coalescer // batches VerifyLeader rounds for linearizable reads
+	readIndex *coalescer // batches a follower's read-index requests
+
+	leaderMu    sync.Mutex
+	leaderReady bool          // this server is leader and its barrier is done
+	leaderWake  chan struct{} // closed and replaced when leadership or the leader changes
+
+	notifyCh     chan bool
+	leaderFuncs  []LeaderFunc
+	stop         chan struct{}
+	stopOnce     sync.Once
+	shuttingDown atomic.Bool
+	wg           sync.WaitGroup
+}
+
+// New validates cfg and prepares an agent; Start runs it.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if !cfg.Server {
+		return nil, errors.New("--server: this agent has no role (the worker role arrives with the node agent)")
+	}
+	a := &Agent{
+		cfg:        cfg,
+		logger:     cfg.Logger,
+		leaderWake: make(chan struct{}),
+		notifyCh:   make(chan bool, 16),
+		stop:       make(chan struct{}),
+	}
+	a.fsm = fsm.New(fsm.Config{Logger: a.logger.With("component", "fsm"), HistorySize: cfg.WatchHistory})
+	a.peerClient = &http.Client{Transport: &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        512,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+	a.verifier = newCoalescer(func() (uint64, error) {
+		return 0, a.raft.VerifyLeader().Error()
+	})
+	a.readIndex = newCoalescer(a.fetchReadIndex)
+	return a, nil
+}
+
+// OnLeader registers a leader-only component; call before Start.
+func (a *Agent) OnLeader(f LeaderFunc) { a.leaderFuncs = append(a.leaderFuncs, f) }
+
+// FSM exposes the local state machine (read-only use).
+func (a *Agent) FSM() *fsm.FSM { return a.fsm }
+
+// Logger is the agent's logger.
+func (a *Agent) Logger() *slog.Logger { return a.logger }
+
+// HTTPAddr is the address the API listens on.
+func (a *Agent) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// Start opens the data dir, starts Raft, the API and gossip, and joins.
+func (a *Agent) Start() error {
+	cfg := &a.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir %s: %w", cfg.DataDir, err)
+	}
+	node, err := a.setupRaft(a.notifyCh)
+	if err != nil {
+		return err
+	}
+	a.node, a.raft = node, node.raft
+	a.raft.RegisterObserver(raft.NewObserver(a.observations(), false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	}))
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.HTTPPort)))
+	if err != nil {
+		node.shutdown()
+		return fmt.Errorf("--http-port: %w", err)
+	}
+	a.httpLn = ln
+	a.httpServer = &http.Server{
+		Handler:           a.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return a.stopContext() },
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.logger.Error("http server stopped", "err", err)
+		}
+	}()
+
+	g, err := newGossip(cfg, memberMeta{Role: RoleServer, HTTP: cfg.httpAddr(), Raft: cfg.raftAddr(), Expect: cfg.BootstrapExpect, Version: cfg.Version})
+	if err != nil {
+		a.httpServer.Close()
+		node.shutdown()
+		return err
+	}
+	a.gossip = g
+	a.pilot = autopilot.New(a.raft, &pilotDelegate{a: a}, autopilot.WithLogger(a.hclog("autopilot")),
+		autopilot.WithReconcileInterval(time.Second), autopilot.WithUpdateInterval(time.Second))
+
+	a.goRun(a.monitorLeadership)
+	a.goRun(func() { g.joinLoop(cfg.Join, DefaultGossipPort, a.stop) })
+	a.goRun(a.rememberPeersLoop)
+	if cfg.BootstrapExpect > 0 && !node.hadState {
+		a.goRun(a.bootstrapLoop)
+	}
+	a.logger.Info("agent started", "http", cfg.httpAddr(), "raft", cfg.raftAddr(), "gossip", cfg.gossipAddr(),
+		"bootstrap_expect", cfg.BootstrapExpect, "existing_state", node.hadState, "auth", cfg.Token != "")
+	return nil
+}
+
+func (a *Agent) goRun(f func()) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		f()
+	}()
+}
+
+func (a *Agent) stopContext() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-a.stop
+		cancel()
+	}()
+	return ctx
+}
+
+// observations turns Raft leader observations into leaderWake broadcasts.
+func (a *Agent) observations() chan raft.Observation {
+	ch := make(chan raft.Observation, 64)
+	a.goRun(func() {
+		for {
+			select {
+			case <-ch:
+				a.wakeLeaderWaiters()
+			case <-a.stop:
+				return
+			}
+		}
+	})
+	return ch
+}
+
+func (a *Agent) wakeLeaderWaiters() {
+	a.leaderMu.Lock()
+	close(a.leaderWake)
+	a.leaderWake = make(chan struct{})
+	a.leaderMu.Unlock()
+}
+
+func (a *Agent) rememberPeersLoop() {
+	for {
+		select {
+		case <-a.gossip.Changed():
+			a.gossip.rememberPeers()
+		case <-a.stop:
+			return
+		}
+	}
+}
+
+// Shutdown stops the agent gracefully: a leader first hands leadership to
+// another server so that clients see no failed request, then the API stops,
+// the agent leaves gossip and Raft shuts down. The server stays a Raft
+// member: a restart with the same data dir rejoins.
+func (a *Agent) Shutdown(ctx context.Context) error {
+	if !a.shuttingDown.CompareAndSwap(false, true) {
+		return nil
+	}
+	if a.raft != nil && a.raft.State() == raft.Leader && a.hasOtherVoters() {
+		a.logger.Info("transferring leadership before shutdown")
+		if err := a.raft.LeadershipTransfer().Error(); err != nil {
+			a.logger.Warn("leadership transfer failed", "err", err)
+		} else {
+			a.waitForOtherLeader(ctx)
+		}
+	}
+	if a.httpServer != nil {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		a.stopOnce.Do(func() { close(a.stop) })
+		a.httpServer.Shutdown(sctx)
+		cancel()
+	}
+	a.stopOnce.Do(func() { close(a.stop) })
+	if a.gossip != nil {
+		a.gossip.leave(2 * time.Second)
+	}
+	var err error
+	if a.node != nil {
+		err = a.node.shutdown()
+	}
+	a.fsm.History().Close()
+	a.wg.Wait()
+	a.logger.Info("agent stopped")
+	return err
+}
+
+func (a *Agent) hasOtherVoters() bool {
+	f := a.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter && s.ID != raft.ServerID(a.cfg.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitForOtherLeader waits until another server is known as leader, so that
+// requests this server still forwards find it.
+func (a *Agent) waitForOtherLeader(ctx context.Context) {
+	deadline := time.After(5 * time.Second)
+	for {
+		a.leaderMu.Lock()
+		wake := a.leaderWake
+		a.leaderMu.Unlock()
+		if _, id := a.raft.LeaderWithID(); id != "" && id != raft.ServerID(a.cfg.Name) {
+			return
+		}
+		select {
+		case <-wake:
+		case <-deadline:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}

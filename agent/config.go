@@ -1,0 +1,151 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"time"
+)
+
+// Default ports (DESIGN.md).
+const (
+	DefaultHTTPPort   = 7400
+	DefaultRaftPort   = 7401
+	DefaultGossipPort = 7402
+	DefaultWorkerPort = 7403
+)
+
+// Config is everything an agent needs; orchd builds it from flags.
+type Config struct {
+	Name            string
+	DataDir         string
+	BindAddr        string // IP the agent listens on
+	AdvertiseAddr   string // IP peers use to reach it (default BindAddr)
+	HTTPPort        int
+	RaftPort        int
+	GossipPort      int
+	Server          bool
+	BootstrapExpect int
+	Join            []string // gossip addresses, host or host:port
+	// Token is the cluster secret. When set, API clients must present it as
+	// a bearer token, Raft connections authenticate with it, and gossip is
+	// encrypted with a key derived from it. Required off loopback.
+	Token string
+
+	Raft RaftTiming
+	// SnapshotThreshold and TrailingLogs bound the Raft log on disk.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+	// WatchHistory is how many changes each server keeps for watches.
+	WatchHistory int
+	// LeaderWait is how long a request waits for a leader during an
+	// election before failing with 503.
+	LeaderWait time.Duration
+
+	Version string
+	Logger  *slog.Logger
+}
+
+// RaftTiming holds the Raft timeouts, tuned for a LAN edge site.
+type RaftTiming struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+}
+
+// DefaultRaftTiming suits servers on one LAN (round trips well under 10 ms).
+var DefaultRaftTiming = RaftTiming{
+	HeartbeatTimeout:   1000 * time.Millisecond,
+	ElectionTimeout:    1000 * time.Millisecond,
+	LeaderLeaseTimeout: 500 * time.Millisecond,
+	CommitTimeout:      5 * time.Millisecond,
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$`)
+
+// setDefaults fills zero values and checks the configuration; errors name
+// the flag a user would change.
+func (c *Config) setDefaults() error {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if !nameRE.MatchString(c.Name) {
+		return fmt.Errorf("--name %q: must be a lowercase DNS name (letters, digits, '-' and '.')", c.Name)
+	}
+	if c.DataDir == "" {
+		return errors.New("--data-dir: required")
+	}
+	if c.BindAddr == "" {
+		c.BindAddr = "127.0.0.1"
+	}
+	bind := net.ParseIP(c.BindAddr)
+	if bind == nil {
+		return fmt.Errorf("--bind %q: not an IP address", c.BindAddr)
+	}
+	if c.AdvertiseAddr == "" {
+		if bind.IsUnspecified() {
+			return fmt.Errorf("--advertise: required when --bind is %s", c.BindAddr)
+		}
+		c.AdvertiseAddr = c.BindAddr
+	}
+	adv := net.ParseIP(c.AdvertiseAddr)
+	if adv == nil {
+		return fmt.Errorf("--advertise %q: not an IP address", c.AdvertiseAddr)
+	}
+	if !bind.IsLoopback() && c.Token == "" {
+		return fmt.Errorf("--token: required when listening on the non-loopback address %s (the API, Raft and gossip authenticate with it)", c.BindAddr)
+	}
+	for flag, p := range map[string]*int{"--http-port": &c.HTTPPort, "--raft-port": &c.RaftPort, "--gossip-port": &c.GossipPort} {
+		if *p < 0 || *p > 65535 {
+			return fmt.Errorf("%s %d: not a port number", flag, *p)
+		}
+	}
+	if c.HTTPPort == 0 {
+		c.HTTPPort = DefaultHTTPPort
+	}
+	if c.RaftPort == 0 {
+		c.RaftPort = DefaultRaftPort
+	}
+	if c.GossipPort == 0 {
+		c.GossipPort = DefaultGossipPort
+	}
+	if c.BootstrapExpect < 0 {
+		return fmt.Errorf("--bootstrap-expect %d: must be >= 0", c.BootstrapExpect)
+	}
+	if c.BootstrapExpect > 0 && !c.Server {
+		return errors.New("--bootstrap-expect: only servers bootstrap (add --server)")
+	}
+	if c.Raft == (RaftTiming{}) {
+		c.Raft = DefaultRaftTiming
+	}
+	if c.Raft.LeaderLeaseTimeout > c.Raft.HeartbeatTimeout {
+		return fmt.Errorf("--raft-leader-lease %s: must not exceed --raft-heartbeat %s", c.Raft.LeaderLeaseTimeout, c.Raft.HeartbeatTimeout)
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = 30 * time.Second
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if c.WatchHistory == 0 {
+		c.WatchHistory = 32768
+	}
+	if c.LeaderWait == 0 {
+		c.LeaderWait = 7 * time.Second
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	return nil
+}
+
+func (c *Config) httpAddr() string   { return net.JoinHostPort(c.AdvertiseAddr, fmt.Sprint(c.HTTPPort)) }
+func (c *Config) raftAddr() string   { return net.JoinHostPort(c.AdvertiseAddr, fmt.Sprint(c.RaftPort)) }
+func (c *Config) gossipAddr() string { return net.JoinHostPort(c.AdvertiseAddr, fmt.Sprint(c.GossipPort)) }

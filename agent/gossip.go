@@ -1,0 +1,254 @@
+package agent
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"orch.dev/orch/internal/logging"
+)
+
+// Member roles and statuses as `orchctl members` shows them.
+const (
+	RoleServer = "server"
+	RoleWorker = "worker"
+
+	StatusAlive   = "alive"
+	StatusSuspect = "suspect"
+	StatusDead    = "dead"
+	StatusLeft    = "left"
+)
+
+// memberMeta is gossiped with every member (memberlist caps it at 512 bytes).
+type memberMeta struct {
+	Role    string `json:"r"`
+	HTTP    string `json:"h,omitempty"`  // API address, host:port
+	Raft    string `json:"ra,omitempty"` // Raft address of a server
+	Expect  int    `json:"e,omitempty"`  // --bootstrap-expect of a server
+	Version string `json:"v,omitempty"`
+}
+
+// Member is one gossip member.
+type Member struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	Role    string `json:"role"`
+	Status  string `json:"status"`
+	meta    memberMeta
+}
+
+// gossip owns the memberlist instance and a view of every member ever seen,
+// including dead and departed ones.
+type gossip struct {
+	ml      *memberlist.Memberlist
+	self    memberMeta
+	logger  *slog.Logger
+	dataDir string
+
+	mu      sync.Mutex
+	members map[string]*Member
+	changed chan struct{}
+}
+
+// gossipKey derives memberlist's AES key from the cluster token.
+func gossipKey(token string) ([]byte, error) {
+	return hkdf.Key(sha256.New, []byte(token), nil, "orch gossip key v1", 32)
+}
+
+func newGossip(cfg *Config, self memberMeta) (*gossip, error) {
+	g := &gossip{self: self, logger: cfg.Logger, dataDir: cfg.DataDir, members: map[string]*Member{}, changed: make(chan struct{})}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Name
+	mc.BindAddr = cfg.BindAddr
+	mc.BindPort = cfg.GossipPort
+	mc.AdvertiseAddr = cfg.AdvertiseAddr
+	mc.AdvertisePort = cfg.GossipPort
+	mc.Delegate = g
+	mc.Events = g
+	mc.Logger = logging.Std(cfg.Logger, "gossip")
+	if cfg.Token != "" {
+		key, err := gossipKey(cfg.Token)
+		if err != nil {
+			return nil, err
+		}
+		mc.SecretKey = key
+		mc.GossipVerifyIncoming = true
+		mc.GossipVerifyOutgoing = true
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("gossip on %s:%d: %w", cfg.BindAddr, cfg.GossipPort, err)
+	}
+	g.ml = ml
+	return g, nil
+}
+
+// NodeMeta, NotifyMsg, GetBroadcasts, LocalState and MergeRemoteState make
+// gossip a memberlist.Delegate; only metadata is used.
+func (g *gossip) NodeMeta(limit int) []byte {
+	b, _ := json.Marshal(g.self)
+	if len(b) > limit {
+		g.logger.Error("gossip metadata too large", "bytes", len(b), "limit", limit)
+		return nil
+	}
+	return b
+}
+func (g *gossip) NotifyMsg([]byte)                           {}
+func (g *gossip) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (g *gossip) LocalState(join bool) []byte                { return nil }
+func (g *gossip) MergeRemoteState(buf []byte, join bool)     {}
+
+// NotifyJoin, NotifyLeave and NotifyUpdate make gossip a memberlist.EventDelegate.
+func (g *gossip) NotifyJoin(n *memberlist.Node)   { g.record(n, StatusAlive) }
+func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.record(n, StatusAlive) }
+func (g *gossip) NotifyLeave(n *memberlist.Node) {
+	status := StatusDead
+	if n.State == memberlist.StateLeft {
+		status = StatusLeft
+	}
+	g.record(n, status)
+}
+
+func (g *gossip) record(n *memberlist.Node, status string) {
+	var meta memberMeta
+	if err := json.Unmarshal(n.Meta, &meta); err != nil && len(n.Meta) > 0 {
+		g.logger.Warn("ignoring member with unreadable metadata", "member", n.Name, "err", err)
+		return
+	}
+	m := &Member{Name: n.Name, Address: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), Role: meta.Role, Status: status, meta: meta}
+	g.mu.Lock()
+	prev := g.members[n.Name]
+	g.members[n.Name] = m
+	close(g.changed)
+	g.changed = make(chan struct{})
+	g.mu.Unlock()
+	if prev == nil || prev.Status != status {
+		g.logger.Info("member "+status, "member", n.Name, "role", meta.Role, "address", m.Address)
+	}
+}
+
+// Members returns every known member, sorted by name; suspicion comes from
+// memberlist's current view.
+func (g *gossip) Members() []Member {
+	suspect := map[string]bool{}
+	for _, n := range g.ml.Members() {
+		if n.State == memberlist.StateSuspect {
+			suspect[n.Name] = true
+		}
+	}
+	g.mu.Lock()
+	out := make([]Member, 0, len(g.members))
+	for _, m := range g.members {
+		c := *m
+		if c.Status == StatusAlive && suspect[c.Name] {
+			c.Status = StatusSuspect
+		}
+		out = append(out, c)
+	}
+	g.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Member returns one member by name.
+func (g *gossip) Member(name string) (Member, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m, ok := g.members[name]
+	if !ok {
+		return Member{}, false
+	}
+	return *m, true
+}
+
+// Changed returns a channel closed at the next membership change.
+func (g *gossip) Changed() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.changed
+}
+
+const peersFile = "gossip-peers.json"
+
+// joinLoop joins the given addresses plus the peers remembered from the
+// last run, retrying until one answers or stop closes.
+func (g *gossip) joinLoop(addrs []string, defaultPort int, stop <-chan struct{}) {
+	addrs = append(withPort(addrs, defaultPort), g.rememberedPeers()...)
+	if len(addrs) == 0 {
+		return
+	}
+	backoff := 200 * time.Millisecond
+	for {
+		n, err := g.ml.Join(addrs)
+		if n > 0 {
+			g.logger.Info("joined cluster", "contacted", n)
+			return
+		}
+		g.logger.Warn("join failed; retrying", "addresses", addrs, "err", err, "in", backoff)
+		select {
+		case <-stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func withPort(addrs []string, port int) []string {
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			a = net.JoinHostPort(a, strconv.Itoa(port))
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// rememberPeers saves the addresses of live members so that a restarted
+// agent can rejoin without --join.
+func (g *gossip) rememberPeers() {
+	var addrs []string
+	for _, m := range g.Members() {
+		if m.Name != g.ml.LocalNode().Name && (m.Status == StatusAlive || m.Status == StatusSuspect) {
+			addrs = append(addrs, m.Address)
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	b, _ := json.Marshal(addrs)
+	tmp := filepath.Join(g.dataDir, peersFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err == nil {
+		os.Rename(tmp, filepath.Join(g.dataDir, peersFile))
+	}
+}
+
+func (g *gossip) rememberedPeers() []string {
+	b, err := os.ReadFile(filepath.Join(g.dataDir, peersFile))
+	if err != nil {
+		return nil
+	}
+	var addrs []string
+	json.Unmarshal(b, &addrs)
+	return addrs
+}
+
+// leave announces departure and stops gossip.
+func (g *gossip) leave(timeout time.Duration) {
+	if err := g.ml.Leave(timeout); err != nil {
+		g.logger.Warn("gossip leave", "err", err)
+	}
+	g.ml.Shutdown()
+}

@@ -1,0 +1,179 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"orch.dev/orch/internal/snapfile"
+)
+
+// Peer is one Raft server as `orchctl operator raft list-peers` shows it.
+type Peer struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	Leader  bool   `json:"leader"`
+	Voter   bool   `json:"voter"`
+}
+
+func (a *Agent) peers() ([]Peer, error) {
+	f := a.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	_, leader := a.raft.LeaderWithID()
+	var out []Peer
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Peer{ID: string(s.ID), Address: string(s.Address), Leader: s.ID == leader, Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+func (a *Agent) servePeers(w http.ResponseWriter, r *http.Request) {
+	peers, err := a.peers()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, peers)
+}
+
+func (a *Agent) serveMembers(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.gossip.Members())
+}
+
+var peerResource = schema.GroupResource{Resource: "raft peers"}
+
+func (a *Agent) serveRemovePeer(w http.ResponseWriter, r *http.Request) {
+	if !a.onLeader(w, r, nil) {
+		return
+	}
+	id := r.PathValue("id")
+	peers, err := a.peers()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	for _, p := range peers {
+		if p.ID != id {
+			continue
+		}
+		if p.Leader {
+			writeError(w, apierrors.NewConflict(peerResource, id, errors.New("it is the leader; run `orchctl operator raft transfer-leader` first")))
+			return
+		}
+		if err := a.raft.RemoveServer(raft.ServerID(id), 0, a.cfg.LeaderWait).Error(); err != nil {
+			writeError(w, err)
+			return
+		}
+		a.logger.Info("removed raft peer", "peer", id)
+		writeJSON(w, http.StatusOK, map[string]string{"removed": id})
+		return
+	}
+	writeError(w, apierrors.NewNotFound(peerResource, id))
+}
+
+func (a *Agent) serveTransferLeader(w http.ResponseWriter, r *http.Request) {
+	if !a.onLeader(w, r, nil) {
+		return
+	}
+	to := r.URL.Query().Get("to")
+	var f raft.Future
+	if to == "" {
+		f = a.raft.LeadershipTransfer()
+	} else {
+		if to == a.cfg.Name {
+			writeJSON(w, http.StatusOK, map[string]string{"leader": to})
+			return
+		}
+		peers, err := a.peers()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		var target *Peer
+		for i := range peers {
+			if peers[i].ID == to {
+				target = &peers[i]
+			}
+		}
+		if target == nil {
+			writeError(w, apierrors.NewNotFound(peerResource, to))
+			return
+		}
+		if !target.Voter {
+			writeError(w, apierrors.NewBadRequest(fmt.Sprintf("--to %s: not a voter", to)))
+			return
+		}
+		f = a.raft.LeadershipTransferToServer(raft.ServerID(target.ID), raft.ServerAddress(target.Address))
+	}
+	if err := f.Error(); err != nil {
+		writeError(w, apierrors.NewInternalError(fmt.Errorf("leadership transfer: %w", err)))
+		return
+	}
+	a.waitForOtherLeader(r.Context())
+	_, leader := a.raft.LeaderWithID()
+	a.logger.Info("leadership transferred", "to", leader)
+	writeJSON(w, http.StatusOK, map[string]string{"leader": string(leader)})
+}
+
+// serveSnapshotSave streams a snapshot archive of the leader's state (or,
+// with stale=true, of this server's).
+func (a *Agent) serveSnapshotSave(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("stale") != "true" && !a.onLeader(w, r, nil) {
+		return
+	}
+	meta, rc, err := a.openSnapshot()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer rc.Close()
+	sm := snapfile.Meta{Index: meta.Index, Term: meta.Term, CreatedAt: time.Now().UTC(), OrchVersion: a.cfg.Version}
+	for _, s := range meta.Configuration.Servers {
+		sm.Servers = append(sm.Servers, snapfile.Server{ID: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(http.StatusOK)
+	if err := snapfile.Write(w, sm, rc, meta.Size); err != nil {
+		// The client notices: the archive's checksums will not verify.
+		a.logger.Error("streaming snapshot", "err", err)
+	}
+}
+
+// openSnapshot takes a fresh snapshot, or opens the latest one when nothing
+// changed since it.
+func (a *Agent) openSnapshot() (*raft.SnapshotMeta, io.ReadCloser, error) {
+	f := a.raft.Snapshot()
+	err := f.Error()
+	if err == nil {
+		return f.Open()
+	}
+	if !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return nil, nil, fmt.Errorf("taking snapshot: %w", err)
+	}
+	list, lerr := a.node.snapshots.List()
+	if lerr != nil || len(list) == 0 {
+		return nil, nil, fmt.Errorf("taking snapshot: %w", err)
+	}
+	return a.node.snapshots.Open(list[0].ID)
+}
+
+func (a *Agent) serveReadIndex(w http.ResponseWriter, r *http.Request) {
+	if a.raft.State() != raft.Leader {
+		writeError(w, raft.ErrNotLeader)
+		return
+	}
+	idx, err := a.linearizableIndex(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, readIndexResponse{Index: idx})
+}

@@ -1,0 +1,68 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/uuid"
+
+	"orch.dev/orch/api"
+	"orch.dev/orch/fsm"
+)
+
+// stampNew sets the identity and creation time of a new object. These are
+// chosen here, before the entry is proposed, so that FSM.Apply stays
+// deterministic.
+func stampNew(obj api.Object, now time.Time) {
+	obj.SetUID(uuid.NewUUID())
+	obj.SetCreationTimestamp(metav1.NewTime(now.UTC().Truncate(time.Second)))
+	obj.SetResourceVersion("")
+	obj.SetGeneration(0)
+	obj.SetDeletionTimestamp(nil)
+	obj.SetDeletionGracePeriodSeconds(nil)
+}
+
+// propose commits cmd through Raft; this server must be the leader.
+func (a *Agent) propose(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
+	timeout := a.cfg.LeaderWait
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	f := a.raft.Apply(fsm.Encode(cmd), timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, errOutcomeUnknown
+		}
+		return nil, err
+	}
+	res, ok := f.Response().(*fsm.Result)
+	if !ok || res == nil {
+		return nil, fmt.Errorf("raft apply returned %T", f.Response())
+	}
+	return res, res.Err
+}
+
+// proposeObject encodes obj into a Create or Update command and proposes it.
+func (a *Agent) proposeObject(ctx context.Context, cmd fsm.Command, obj api.Object) (*fsm.Result, error) {
+	b, err := obj.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > api.MaxObjectBytes {
+		return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%s %q is %d bytes encoded; the limit is %d bytes", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), len(b), api.MaxObjectBytes))
+	}
+	switch c := cmd.(type) {
+	case *fsm.Create:
+		c.Object = b
+	case *fsm.Update:
+		c.Object = b
+	default:
+		return nil, fmt.Errorf("proposeObject: %T carries no object", cmd)
+	}
+	return a.propose(ctx, cmd)
+}

@@ -1,0 +1,301 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// MessageType is byte 0 of every log entry. Numbers are never reused or
+// renumbered: retired types stay reserved here.
+type MessageType uint8
+
+// IgnoreUnknownFlag marks a command that servers which do not know its type
+// may skip without diverging (it only carries optional information).
+const IgnoreUnknownFlag MessageType = 0x80
+
+const (
+	CreateType MessageType = 1
+	UpdateType MessageType = 2
+	DeleteType MessageType = 3
+	BatchType  MessageType = 4
+)
+
+// commandVersion is byte 1 of a log entry: the payload format version of its
+// type. A server refuses (halts on) versions newer than it knows.
+var commandVersion = map[MessageType]uint8{
+	CreateType: 1,
+	UpdateType: 1,
+	DeleteType: 1,
+	BatchType:  1,
+}
+
+// Command is one typed log command.
+type Command interface {
+	Type() MessageType
+	appendPayload(b []byte) []byte
+	decodePayload(b []byte) error
+}
+
+// Create adds a new object. The proposer has defaulted and validated it and
+// chosen its uid and creationTimestamp.
+type Create struct {
+	Kind   string // api.Kind.Kind
+	Object []byte // protobuf encoding of the object
+}
+
+// Update replaces an object. If the object carries a resourceVersion or uid
+// they are preconditions. Status selects the status subresource: only
+// .status changes. Otherwise .status is kept from the stored object.
+type Update struct {
+	Kind   string
+	Object []byte
+	Status bool
+}
+
+// Delete removes an object, or marks it for deletion when it has finalizers.
+type Delete struct {
+	Kind, Namespace, Name string
+	// Preconditions; empty/zero means none.
+	UID             string
+	ResourceVersion uint64
+	// DeletionTime (Unix nanoseconds, chosen by the proposer) is recorded
+	// as metadata.deletionTimestamp when finalizers delay the removal.
+	DeletionTime int64
+	// Orphan keeps dependents, removing their ownerReferences to the object.
+	Orphan bool
+}
+
+// Batch applies several commands in one log entry, in order, each with its
+// own result. All its changes share the entry's index.
+type Batch struct {
+	Commands []Command
+}
+
+func (*Create) Type() MessageType { return CreateType }
+func (*Update) Type() MessageType { return UpdateType }
+func (*Delete) Type() MessageType { return DeleteType }
+func (*Batch) Type() MessageType  { return BatchType }
+
+// Encode returns the log entry bytes for c: type, version, payload.
+func Encode(c Command) []byte {
+	t := c.Type()
+	return c.appendPayload([]byte{byte(t), commandVersion[t&^IgnoreUnknownFlag]})
+}
+
+// Decode parses a log entry. Malformed input yields ErrBadCommand; a type or
+// version this server does not know yields ErrFromTheFuture (or, with the
+// ignorable flag set, a nil command and nil error).
+func Decode(b []byte) (Command, error) {
+	if len(b) < 2 {
+		return nil, fmt.Errorf("%w: %d bytes, need at least 2", ErrBadCommand, len(b))
+	}
+	t, v := MessageType(b[0]), b[1]
+	var c Command
+	switch t &^ IgnoreUnknownFlag {
+	case CreateType:
+		c = &Create{}
+	case UpdateType:
+		c = &Update{}
+	case DeleteType:
+		c = &Delete{}
+	case BatchType:
+		c = &Batch{}
+	default:
+		if t&IgnoreUnknownFlag != 0 {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: unknown command type %d", ErrFromTheFuture, t)
+	}
+	if known := commandVersion[t&^IgnoreUnknownFlag]; v > known {
+		if t&IgnoreUnknownFlag != 0 {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: command type %d version %d (this server knows version %d)", ErrFromTheFuture, t, v, known)
+	} else if v == 0 {
+		return nil, fmt.Errorf("%w: command type %d has version 0", ErrBadCommand, t)
+	}
+	if err := c.decodePayload(b[2:]); err != nil {
+		if errors.Is(err, ErrFromTheFuture) {
+			// A batch holding a command this server cannot apply must
+			// halt it like the command alone would: rejecting the batch
+			// as malformed would diverge from servers that apply it.
+			return nil, fmt.Errorf("type %d: %w", t, err)
+		}
+		return nil, fmt.Errorf("%w: type %d: %v", ErrBadCommand, t, err)
+	}
+	return c, nil
+}
+
+// Payload field numbers. Like message types, they are never reused.
+const (
+	fKind      = 1
+	fObject    = 2
+	fStatus    = 3
+	fNamespace = 4
+	fName      = 5
+	fUID       = 6
+	fRV        = 7
+	fDelTime   = 8
+	fOrphan    = 9
+	fCommand   = 10
+)
+
+func (c *Create) appendPayload(b []byte) []byte {
+	b = appendString(b, fKind, c.Kind)
+	return appendBytes(b, fObject, c.Object)
+}
+
+func (c *Create) decodePayload(b []byte) error {
+	return walkFields(b, func(num protowire.Number, v fieldValue) error {
+		switch num {
+		case fKind:
+			c.Kind = string(v.bytes)
+		case fObject:
+			c.Object = v.bytes
+		}
+		return nil
+	})
+}
+
+func (c *Update) appendPayload(b []byte) []byte {
+	b = appendString(b, fKind, c.Kind)
+	b = appendBytes(b, fObject, c.Object)
+	if c.Status {
+		b = appendVarint(b, fStatus, 1)
+	}
+	return b
+}
+
+func (c *Update) decodePayload(b []byte) error {
+	return walkFields(b, func(num protowire.Number, v fieldValue) error {
+		switch num {
+		case fKind:
+			c.Kind = string(v.bytes)
+		case fObject:
+			c.Object = v.bytes
+		case fStatus:
+			c.Status = v.varint != 0
+		}
+		return nil
+	})
+}
+
+func (c *Delete) appendPayload(b []byte) []byte {
+	b = appendString(b, fKind, c.Kind)
+	b = appendString(b, fNamespace, c.Namespace)
+	b = appendString(b, fName, c.Name)
+	b = appendString(b, fUID, c.UID)
+	if c.ResourceVersion != 0 {
+		b = appendVarint(b, fRV, c.ResourceVersion)
+	}
+	if c.DeletionTime != 0 {
+		b = appendVarint(b, fDelTime, uint64(c.DeletionTime))
+	}
+	if c.Orphan {
+		b = appendVarint(b, fOrphan, 1)
+	}
+	return b
+}
+
+func (c *Delete) decodePayload(b []byte) error {
+	return walkFields(b, func(num protowire.Number, v fieldValue) error {
+		switch num {
+		case fKind:
+			c.Kind = string(v.bytes)
+		case fNamespace:
+			c.Namespace = string(v.bytes)
+		case fName:
+			c.Name = string(v.bytes)
+		case fUID:
+			c.UID = string(v.bytes)
+		case fRV:
+			c.ResourceVersion = v.varint
+		case fDelTime:
+			c.DeletionTime = int64(v.varint)
+		case fOrphan:
+			c.Orphan = v.varint != 0
+		}
+		return nil
+	})
+}
+
+func (c *Batch) appendPayload(b []byte) []byte {
+	for _, sub := range c.Commands {
+		b = appendBytes(b, fCommand, Encode(sub))
+	}
+	return b
+}
+
+func (c *Batch) decodePayload(b []byte) error {
+	return walkFields(b, func(num protowire.Number, v fieldValue) error {
+		if num != fCommand {
+			return nil
+		}
+		sub, err := Decode(v.bytes)
+		if err != nil {
+			return err
+		}
+		if sub == nil {
+			return nil // an ignorable command from a newer version
+		}
+		if sub.Type() == BatchType {
+			return fmt.Errorf("nested batch")
+		}
+		c.Commands = append(c.Commands, sub)
+		return nil
+	})
+}
+
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+type fieldValue struct {
+	bytes  []byte
+	varint uint64
+}
+
+// walkFields visits every field of a protobuf-encoded payload; unknown field
+// numbers are skipped, so newer writers may add fields.
+func walkFields(b []byte, fn func(protowire.Number, fieldValue) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		var v fieldValue
+		switch typ {
+		case protowire.BytesType:
+			v.bytes, n = protowire.ConsumeBytes(b)
+		case protowire.VarintType:
+			v.varint, n = protowire.ConsumeVarint(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		if err := fn(num, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,236 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-memdb"
+	corev1 "k8s.io/api/core/v1"
+
+	"orch.dev/orch/api"
+)
+
+// Record is one stored object. Records are immutable once inserted: a change
+// inserts a new Record, so readers may keep and share them freely.
+type Record struct {
+	Kind    *api.Kind
+	Key     string     // "namespace/name", or "name" for cluster-scoped kinds
+	Obj     api.Object // resourceVersion set; never mutate
+	Version uint64     // Raft index of the last change
+	// Owners lists the uids in Obj's ownerReferences (an index).
+	Owners []string
+
+	json atomic.Pointer[[]byte]
+}
+
+// ObjectKey is the table key of an object.
+func ObjectKey(k *api.Kind, namespace, name string) string {
+	if !k.Namespaced {
+		return name
+	}
+	return namespace + "/" + name
+}
+
+func newRecord(k *api.Kind, obj api.Object, version uint64) *Record {
+	r := &Record{Kind: k, Key: ObjectKey(k, obj.GetNamespace(), obj.GetName()), Obj: obj, Version: version}
+	for _, o := range obj.GetOwnerReferences() {
+		r.Owners = append(r.Owners, string(o.UID))
+	}
+	return r
+}
+
+// JSON is the object's JSON encoding, computed once and cached.
+func (r *Record) JSON() []byte {
+	if b := r.json.Load(); b != nil {
+		return *b
+	}
+	b, err := json.Marshal(r.Obj)
+	if err != nil {
+		// Typed Kubernetes objects always encode; this would be a bug.
+		panic(fmt.Sprintf("encode %s %s: %v", r.Kind.Kind, r.Key, err))
+	}
+	r.json.Store(&b)
+	return b
+}
+
+// Copy returns a deep copy of the object that the caller may modify.
+func (r *Record) Copy() api.Object {
+	return r.Obj.DeepCopyObject().(api.Object)
+}
+
+const (
+	indexID    = "id"
+	indexOwner = "owner"
+	indexNode  = "node"
+	tableMeta  = "meta"
+)
+
+type metaRow struct {
+	Key   string
+	Index uint64
+}
+
+// podNodeIndexer indexes pods by spec.nodeName (unbound pods under "").
+type podNodeIndexer struct{}
+
+func (podNodeIndexer) FromObject(raw any) (bool, []byte, error) {
+	r := raw.(*Record)
+	return true, []byte(r.Obj.(*corev1.Pod).Spec.NodeName + "\x00"), nil
+}
+
+func (podNodeIndexer) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("node index takes one argument")
+	}
+	s, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("node index argument must be a string")
+	}
+	return []byte(s + "\x00"), nil
+}
+
+func schema() *memdb.DBSchema {
+	s := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+		tableMeta: {Name: tableMeta, Indexes: map[string]*memdb.IndexSchema{
+			indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+		}},
+	}}
+	for _, k := range api.Kinds {
+		t := &memdb.TableSchema{Name: k.Resource, Indexes: map[string]*memdb.IndexSchema{
+			indexID:    {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+			indexOwner: {Name: indexOwner, AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "Owners"}},
+		}}
+		if k == api.Pod {
+			t.Indexes[indexNode] = &memdb.IndexSchema{Name: indexNode, Indexer: podNodeIndexer{}}
+		}
+		s.Tables[k.Resource] = t
+	}
+	return s
+}
+
+func newDB() *memdb.MemDB {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		panic(err) // the schema is static; an error is a programming bug
+	}
+	return db
+}
+
+// View is a consistent read-only snapshot of the state at one index.
+type View struct {
+	txn *memdb.Txn
+}
+
+// Index is the Raft index the view reflects (its list resourceVersion).
+func (v *View) Index() uint64 {
+	raw, err := v.txn.First(tableMeta, indexID, "applied")
+	if err != nil || raw == nil {
+		return 0
+	}
+	return raw.(*metaRow).Index
+}
+
+// Get returns the record for an object, or nil.
+func (v *View) Get(k *api.Kind, namespace, name string) *Record {
+	raw, err := v.txn.First(k.Resource, indexID, ObjectKey(k, namespace, name))
+	if err != nil || raw == nil {
+		return nil
+	}
+	return raw.(*Record)
+}
+
+// List calls fn for each object of kind k in namespace (all namespaces when
+// empty), in key order, until fn returns false.
+func (v *View) List(k *api.Kind, namespace string, fn func(*Record) bool) {
+	var it memdb.ResultIterator
+	var err error
+	if k.Namespaced && namespace != "" {
+		it, err = v.txn.Get(k.Resource, indexID+"_prefix", namespace+"/")
+	} else {
+		it, err = v.txn.Get(k.Resource, indexID)
+	}
+	if err != nil {
+		return
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if !fn(raw.(*Record)) {
+			return
+		}
+	}
+}
+
+// ListFrom is List starting after key (exclusive), for paginated lists.
+func (v *View) ListFrom(k *api.Kind, namespace, after string, fn func(*Record) bool) {
+	prefix := ""
+	if k.Namespaced && namespace != "" {
+		prefix = namespace + "/"
+	}
+	start := after + "\x00" // index keys end in NUL: this skips after itself
+	if after < prefix {
+		// A first page, or a key before the namespace: starting there would
+		// stop at the first key outside the namespace and list nothing.
+		start = prefix
+	}
+	it, err := v.txn.LowerBound(k.Resource, indexID, start)
+	if err != nil {
+		return
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		r := raw.(*Record)
+		if len(r.Key) < len(prefix) || r.Key[:len(prefix)] != prefix {
+			return
+		}
+		if !fn(r) {
+			return
+		}
+	}
+}
+
+// PodsOnNode calls fn for each pod bound to node ("" for unbound pods).
+func (v *View) PodsOnNode(node string, fn func(*Record) bool) {
+	it, err := v.txn.Get(api.Pod.Resource, indexNode, node)
+	if err != nil {
+		return
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if !fn(raw.(*Record)) {
+			return
+		}
+	}
+}
+
+// Owned calls fn for each object of kind k with an ownerReference to uid.
+func (v *View) Owned(k *api.Kind, uid string, fn func(*Record) bool) {
+	it, err := v.txn.Get(k.Resource, indexOwner, uid)
+	if err != nil {
+		return
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if !fn(raw.(*Record)) {
+			return
+		}
+	}
+}
+
+// Count returns the number of objects of kind k.
+func (v *View) Count(k *api.Kind) int {
+	n := 0
+	v.List(k, "", func(*Record) bool { n++; return true })
+	return n
+}
+
+func formatRV(index uint64) string { return strconv.FormatUint(index, 10) }
+
+// ParseRV parses a resourceVersion; "" is 0.
+func ParseRV(s string) (uint64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid resourceVersion %q: must be a decimal number", s)
+	}
+	return v, nil
+}

@@ -1,0 +1,176 @@
+// Package orchd is the command line of the orchd binary: it turns flags
+// into an agent configuration, runs the agent, and shuts it down gracefully
+// on SIGTERM or SIGINT (a leader hands over leadership first).
+package orchd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"orch.dev/orch/agent"
+	"orch.dev/orch/internal/logging"
+)
+
+// Version is set at build time with -ldflags "-X orch.dev/orch/internal/orchd.Version=...".
+var Version = "dev"
+
+// Main runs orchd with args and returns the exit code.
+func Main(args []string, stderr io.Writer) int {
+	app := &cli.App{
+		Name:      "orchd",
+		Usage:     "the orch agent: control-plane server and worker node",
+		Version:   Version,
+		Writer:    stderr,
+		ErrWriter: stderr,
+		Commands:  []*cli.Command{agentCommand(stderr)},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	if err := app.Run(args); err != nil {
+		fmt.Fprintf(stderr, "orchd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func agentCommand(stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:  "agent",
+		Usage: "run a server (--server), a worker (--worker) or a one-node dev cluster (--dev)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", Usage: "node name, unique in the cluster (default: the hostname)"},
+			&cli.StringFlag{Name: "data-dir", Usage: "where Raft data and local state live"},
+			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address to listen on"},
+			&cli.StringFlag{Name: "advertise", Usage: "IP address peers use to reach this node (default: --bind)"},
+			&cli.IntFlag{Name: "http-port", Value: agent.DefaultHTTPPort, Usage: "API port"},
+			&cli.IntFlag{Name: "raft-port", Value: agent.DefaultRaftPort, Usage: "Raft port"},
+			&cli.IntFlag{Name: "gossip-port", Value: agent.DefaultGossipPort, Usage: "gossip port (TCP and UDP)"},
+			&cli.BoolFlag{Name: "server", Usage: "run the control plane (Raft, API, scheduler, controllers)"},
+			&cli.BoolFlag{Name: "worker", Usage: "run pods on this machine"},
+			&cli.IntFlag{Name: "bootstrap-expect", Usage: "bootstrap the Raft group once this many servers have joined"},
+			&cli.StringSliceFlag{Name: "join", Usage: "address of any member to join (repeatable)"},
+			&cli.StringFlag{Name: "containerd-socket", Value: "/run/containerd/containerd.sock", Usage: "containerd socket (workers)"},
+			&cli.BoolFlag{Name: "dev", Usage: "one-node cluster on loopback; temporary data dir unless --data-dir is given"},
+			&cli.StringFlag{Name: "token", EnvVars: []string{"ORCH_TOKEN"}, Usage: "cluster secret: API bearer token, Raft authentication, gossip encryption (required off loopback)"},
+			&cli.StringFlag{Name: "token-file", Usage: "read --token from this file"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.DurationFlag{Name: "raft-heartbeat", Value: agent.DefaultRaftTiming.HeartbeatTimeout, Usage: "Raft heartbeat timeout"},
+			&cli.DurationFlag{Name: "raft-election", Value: agent.DefaultRaftTiming.ElectionTimeout, Usage: "Raft election timeout"},
+			&cli.DurationFlag{Name: "raft-leader-lease", Value: agent.DefaultRaftTiming.LeaderLeaseTimeout, Usage: "Raft leader lease"},
+			&cli.Uint64Flag{Name: "snapshot-threshold", Value: 8192, Usage: "log entries between Raft snapshots"},
+			&cli.IntFlag{Name: "watch-history", Value: 32768, Usage: "changes kept for resuming watches"},
+		},
+		Action: func(c *cli.Context) error { return runAgent(c, stderr) },
+	}
+}
+
+func configFromFlags(c *cli.Context, stderr io.Writer) (agent.Config, func(), error) {
+	cleanup := func() {}
+	level, ok := logging.ParseLevel(c.String("log-level"))
+	if !ok {
+		return agent.Config{}, cleanup, fmt.Errorf("--log-level %q: use debug, info, warn or error", c.String("log-level"))
+	}
+	cfg := agent.Config{
+		Name:            c.String("name"),
+		DataDir:         c.String("data-dir"),
+		BindAddr:        c.String("bind"),
+		AdvertiseAddr:   c.String("advertise"),
+		HTTPPort:        c.Int("http-port"),
+		RaftPort:        c.Int("raft-port"),
+		GossipPort:      c.Int("gossip-port"),
+		Server:          c.Bool("server"),
+		BootstrapExpect: c.Int("bootstrap-expect"),
+		Join:            c.StringSlice("join"),
+		Token:           c.String("token"),
+		Raft: agent.RaftTiming{
+			HeartbeatTimeout:   c.Duration("raft-heartbeat"),
+			ElectionTimeout:    c.Duration("raft-election"),
+			LeaderLeaseTimeout: c.Duration("raft-leader-lease"),
+			CommitTimeout:      agent.DefaultRaftTiming.CommitTimeout,
+		},
+		SnapshotThreshold: c.Uint64("snapshot-threshold"),
+		WatchHistory:      c.Int("watch-history"),
+		Version:           Version,
+	}
+	if f := c.String("token-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return cfg, cleanup, fmt.Errorf("--token-file: %w", err)
+		}
+		cfg.Token = strings.TrimSpace(string(b))
+		if cfg.Token == "" {
+			return cfg, cleanup, fmt.Errorf("--token-file %s: file is empty", f)
+		}
+	}
+	if c.Bool("worker") && !c.Bool("dev") {
+		return cfg, cleanup, errors.New("--worker: the worker role is not available in this build yet")
+	}
+	if c.Bool("dev") {
+		cfg.Server = true
+		if cfg.BootstrapExpect == 0 {
+			cfg.BootstrapExpect = 1
+		}
+		if cfg.Name == "" {
+			cfg.Name = "dev"
+		}
+		if cfg.DataDir == "" {
+			dir, err := os.MkdirTemp("", "orch-dev-")
+			if err != nil {
+				return cfg, cleanup, err
+			}
+			cfg.DataDir = dir
+			cleanup = func() { os.RemoveAll(dir) }
+		}
+	}
+	if cfg.Name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return cfg, cleanup, fmt.Errorf("--name: required (hostname unavailable: %v)", err)
+		}
+		cfg.Name = strings.ToLower(host)
+	}
+	cfg.Logger = logging.New(stderr, level, cfg.Name)
+	return cfg, cleanup, nil
+}
+
+func runAgent(c *cli.Context, stderr io.Writer) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags only)", c.Args().First())
+	}
+	cfg, cleanup, err := configFromFlags(c, stderr)
+	defer cleanup()
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		return err
+	}
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	if err := a.Start(); err != nil {
+		return err
+	}
+	sig := <-signals
+	cfg.Logger.Info("shutting down", "signal", sig.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() {
+		<-signals
+		cfg.Logger.Warn("second signal: exiting now")
+		os.Exit(1)
+	}()
+	if err := a.Shutdown(ctx); err != nil {
+		cfg.Logger.Warn("shutdown", "err", err)
+	}
+	return nil
+}
+

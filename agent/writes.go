@@ -9,12 +9,14 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 
 	"orch.dev/orch/api"
@@ -30,6 +32,11 @@ func (a *Agent) serveCreate(w http.ResponseWriter, r *http.Request, info request
 		return
 	}
 	if !a.onLeader(w, r, body) {
+		return
+	}
+	rid, err := requestID(r)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	k := info.Kind
@@ -59,12 +66,23 @@ func (a *Agent) serveCreate(w http.ResponseWriter, r *http.Request, info request
 		writeJSON(w, http.StatusCreated, obj)
 		return
 	}
-	res, err := a.proposeObject(r.Context(), &fsm.Create{Kind: k.Kind}, obj)
+	res, err := a.proposeObject(r.Context(), &fsm.Create{Kind: k.Kind, RequestID: rid}, obj)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeRaw(w, http.StatusCreated, res.Record.JSON())
+	writeRecord(w, http.StatusCreated, k, obj.GetName(), res)
+}
+
+// writeRecord answers with the object a write produced. A retried write
+// whose first attempt was applied (res.Duplicate) answers with the object's
+// current state, or NotFound if it has been deleted since.
+func writeRecord(w http.ResponseWriter, code int, k *api.Kind, name string, res *fsm.Result) {
+	if res.Record == nil {
+		writeError(w, apierrors.NewNotFound(groupResource(k), name))
+		return
+	}
+	writeRaw(w, code, res.Record.JSON())
 }
 
 // resetStatusOnCreate drops a status given on create, as Kubernetes does for
@@ -166,6 +184,11 @@ func (a *Agent) servePatch(w http.ResponseWriter, r *http.Request, info requestI
 func (a *Agent) writeUpdate(w http.ResponseWriter, r *http.Request, info requestInfo, q url.Values,
 	build func(old *fsm.Record) (obj api.Object, pinned bool, err error)) {
 	k, status := info.Kind, info.Subresource == "status"
+	rid, err := requestID(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	for attempt := 0; ; attempt++ {
 		old := a.fsm.View().Get(k, info.Namespace, info.Name)
 		if old == nil {
@@ -190,7 +213,7 @@ func (a *Agent) writeUpdate(w http.ResponseWriter, r *http.Request, info request
 			writeJSON(w, http.StatusOK, next)
 			return
 		}
-		res, err := a.proposeObject(r.Context(), &fsm.Update{Kind: k.Kind, Status: status}, obj)
+		res, err := a.proposeObject(r.Context(), &fsm.Update{Kind: k.Kind, Status: status, RequestID: rid}, obj)
 		if errors.Is(err, fsm.ErrConflict) && !pinned && attempt < 16 {
 			continue
 		}
@@ -198,7 +221,7 @@ func (a *Agent) writeUpdate(w http.ResponseWriter, r *http.Request, info request
 			writeError(w, err)
 			return
 		}
-		writeRaw(w, http.StatusOK, res.Record.JSON())
+		writeRecord(w, http.StatusOK, k, info.Name, res)
 		return
 	}
 }
@@ -242,12 +265,26 @@ func deleteCommand(k *api.Kind, ns, name string, opts metav1.DeleteOptions, now 
 	return cmd
 }
 
-func deletedStatus(k *api.Kind, rec *fsm.Record) metav1.Status {
-	return metav1.Status{
-		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-		Status:   metav1.StatusSuccess,
-		Details:  &metav1.StatusDetails{Name: rec.Obj.GetName(), Group: k.Group, Kind: k.Resource, UID: rec.Obj.GetUID()},
+func deletedStatus(k *api.Kind, res *fsm.Result) metav1.Status {
+	d := &metav1.StatusDetails{Group: k.Group, Kind: k.Resource}
+	if res.Record != nil {
+		d.Name, d.UID = res.Record.Obj.GetName(), res.Record.Obj.GetUID()
+	} else if res.Duplicate != nil {
+		d.Name, d.UID = res.Duplicate.Name, types.UID(res.Duplicate.UID)
 	}
+	return metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess, Details: d}
+}
+
+// requestID reads a client's idempotency key: a retried write with the same
+// key gets the first attempt's outcome (see fsm.RequestWindow).
+func requestID(r *http.Request) (string, error) {
+	id := r.Header.Get(requestIDHeader)
+	if len(id) > 64 || strings.ContainsFunc(id, func(c rune) bool {
+		return !(c == '-' || c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z')
+	}) {
+		return "", apierrors.NewBadRequest(requestIDHeader + ": at most 64 letters, digits, '-' or '_'")
+	}
+	return id, nil
 }
 
 func (a *Agent) serveDelete(w http.ResponseWriter, r *http.Request, info requestInfo, q url.Values) {
@@ -270,6 +307,11 @@ func (a *Agent) serveDelete(w http.ResponseWriter, r *http.Request, info request
 			return
 		}
 	}
+	rid, err := requestID(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	k := info.Kind
 	if isDryRun(q) {
 		rec := a.fsm.View().Get(k, info.Namespace, info.Name)
@@ -277,19 +319,21 @@ func (a *Agent) serveDelete(w http.ResponseWriter, r *http.Request, info request
 			writeError(w, apierrors.NewNotFound(groupResource(k), info.Name))
 			return
 		}
-		writeJSON(w, http.StatusOK, deletedStatus(k, rec))
+		writeJSON(w, http.StatusOK, deletedStatus(k, &fsm.Result{Record: rec}))
 		return
 	}
-	res, err := a.propose(r.Context(), deleteCommand(k, info.Namespace, info.Name, opts, time.Now()))
+	cmd := deleteCommand(k, info.Namespace, info.Name, opts, time.Now())
+	cmd.RequestID = rid
+	res, err := a.propose(r.Context(), cmd)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	if res.Deleted {
-		writeJSON(w, http.StatusOK, deletedStatus(k, res.Record))
+		writeJSON(w, http.StatusOK, deletedStatus(k, res))
 		return
 	}
-	writeRaw(w, http.StatusOK, res.Record.JSON())
+	writeRecord(w, http.StatusOK, k, info.Name, res)
 }
 
 // serveDeleteCollection deletes every matching object, in batches of

@@ -21,6 +21,9 @@ type Result struct {
 	Deleted bool // the object was removed (not only marked for deletion)
 	Err     error
 	Batch   []*Result // one per command of a Batch
+	// Duplicate is set when the command's request ID had already been
+	// applied: nothing changed, and Record is the object's current state.
+	Duplicate *Request
 }
 
 // ObjectError is an apply error about one object; Err is a sentinel.

@@ -34,6 +34,8 @@ var commandVersion = map[MessageType]uint8{
 // Command is one typed log command.
 type Command interface {
 	Type() MessageType
+	// Request is the client's idempotency key, "" when none.
+	Request() string
 	appendPayload(b []byte) []byte
 	decodePayload(b []byte) error
 }
@@ -41,17 +43,19 @@ type Command interface {
 // Create adds a new object. The proposer has defaulted and validated it and
 // chosen its uid and creationTimestamp.
 type Create struct {
-	Kind   string // api.Kind.Kind
-	Object []byte // protobuf encoding of the object
+	Kind      string // api.Kind.Kind
+	Object    []byte // protobuf encoding of the object
+	RequestID string // client idempotency key (optional)
 }
 
 // Update replaces an object. If the object carries a resourceVersion or uid
 // they are preconditions. Status selects the status subresource: only
 // .status changes. Otherwise .status is kept from the stored object.
 type Update struct {
-	Kind   string
-	Object []byte
-	Status bool
+	Kind      string
+	Object    []byte
+	Status    bool
+	RequestID string
 }
 
 // Delete removes an object, or marks it for deletion when it has finalizers.
@@ -64,14 +68,21 @@ type Delete struct {
 	// as metadata.deletionTimestamp when finalizers delay the removal.
 	DeletionTime int64
 	// Orphan keeps dependents, removing their ownerReferences to the object.
-	Orphan bool
+	Orphan    bool
+	RequestID string
 }
 
 // Batch applies several commands in one log entry, in order, each with its
 // own result. All its changes share the entry's index.
 type Batch struct {
-	Commands []Command
+	Commands  []Command
+	RequestID string
 }
+
+func (c *Create) Request() string { return c.RequestID }
+func (c *Update) Request() string { return c.RequestID }
+func (c *Delete) Request() string { return c.RequestID }
+func (c *Batch) Request() string  { return c.RequestID }
 
 func (*Create) Type() MessageType { return CreateType }
 func (*Update) Type() MessageType { return UpdateType }
@@ -140,11 +151,13 @@ const (
 	fDelTime   = 8
 	fOrphan    = 9
 	fCommand   = 10
+	fRequestID = 11
 )
 
 func (c *Create) appendPayload(b []byte) []byte {
 	b = appendString(b, fKind, c.Kind)
-	return appendBytes(b, fObject, c.Object)
+	b = appendBytes(b, fObject, c.Object)
+	return appendString(b, fRequestID, c.RequestID)
 }
 
 func (c *Create) decodePayload(b []byte) error {
@@ -154,6 +167,8 @@ func (c *Create) decodePayload(b []byte) error {
 			c.Kind = string(v.bytes)
 		case fObject:
 			c.Object = v.bytes
+		case fRequestID:
+			c.RequestID = string(v.bytes)
 		}
 		return nil
 	})
@@ -165,7 +180,7 @@ func (c *Update) appendPayload(b []byte) []byte {
 	if c.Status {
 		b = appendVarint(b, fStatus, 1)
 	}
-	return b
+	return appendString(b, fRequestID, c.RequestID)
 }
 
 func (c *Update) decodePayload(b []byte) error {
@@ -177,6 +192,8 @@ func (c *Update) decodePayload(b []byte) error {
 			c.Object = v.bytes
 		case fStatus:
 			c.Status = v.varint != 0
+		case fRequestID:
+			c.RequestID = string(v.bytes)
 		}
 		return nil
 	})
@@ -196,7 +213,7 @@ func (c *Delete) appendPayload(b []byte) []byte {
 	if c.Orphan {
 		b = appendVarint(b, fOrphan, 1)
 	}
-	return b
+	return appendString(b, fRequestID, c.RequestID)
 }
 
 func (c *Delete) decodePayload(b []byte) error {
@@ -216,6 +233,8 @@ func (c *Delete) decodePayload(b []byte) error {
 			c.DeletionTime = int64(v.varint)
 		case fOrphan:
 			c.Orphan = v.varint != 0
+		case fRequestID:
+			c.RequestID = string(v.bytes)
 		}
 		return nil
 	})
@@ -225,11 +244,14 @@ func (c *Batch) appendPayload(b []byte) []byte {
 	for _, sub := range c.Commands {
 		b = appendBytes(b, fCommand, Encode(sub))
 	}
-	return b
+	return appendString(b, fRequestID, c.RequestID)
 }
 
 func (c *Batch) decodePayload(b []byte) error {
 	return walkFields(b, func(num protowire.Number, v fieldValue) error {
+		if num == fRequestID {
+			c.RequestID = string(v.bytes)
+		}
 		if num != fCommand {
 			return nil
 		}

@@ -134,5 +134,5 @@ func (f *FSM) applyEntry(a *applier, data []byte) *Result {
 	case cmd == nil:
 		return &Result{} // ignorable command of a newer version
 	}
-	return a.apply(cmd)
+	return a.applyOnce(cmd)
 }

@@ -26,6 +26,7 @@ const (
 	snapshotVersion = 1
 
 	recordObject   byte = 1
+	recordRequest  byte = 2
 	recordEnd      byte = 0x7f
 	recordSkipFlag byte = 0x80
 )
@@ -84,13 +85,24 @@ func WriteSnapshot(w io.Writer, view *View) error {
 			return werr
 		}
 	}
+	it, err := view.txn.Get(tableRequests, indexID)
+	if err != nil {
+		return err
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		payload = appendRequest(payload[:0], raw.(*Request))
+		if err := writeRecord(bw, recordRequest, payload); err != nil {
+			return err
+		}
+		count++
+	}
 	if err := writeRecord(bw, recordEnd, binary.AppendUvarint(nil, count)); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	_, err := w.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
+	_, err = w.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
 	return err
 }
 
@@ -187,6 +199,15 @@ func ReadSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
 				return bad("record %d: %v", count+1, err)
 			}
 			if err := txn.Insert(rec.Kind.Resource, rec); err != nil {
+				return bad("record %d: %v", count+1, err)
+			}
+			count++
+		case t == recordRequest:
+			req, err := decodeRequest(payload)
+			if err != nil {
+				return bad("record %d: %v", count+1, err)
+			}
+			if err := txn.Insert(tableRequests, req); err != nil {
 				return bad("record %d: %v", count+1, err)
 			}
 			count++

@@ -173,7 +173,10 @@ func TestSnapshotRecords(t *testing.T) {
 // TestRestoreRefusesBadSnapshots corrupts a snapshot every way it can and
 // restores it over a populated FSM, whose state must survive each refusal.
 func TestRestoreRefusesBadSnapshots(t *testing.T) {
-	snap := snapshotBytes(t, goldenState(t).View())
+	small := newTestFSM(t)
+	small.mustApply(&Batch{Commands: []Command{createCmd(t, namespace("ns")), createCmd(t, pod("ns", "p", "busybox")),
+		createCmd(t, configMap("ns", "a", map[string]string{"k": "v"})), createCmd(t, node("n1"))}})
+	snap := snapshotBytes(t, small.View())
 	target := newTestFSM(t)
 	applyLog(target.FSM, commandLog(t, 3, 30), func() int { return 3 })
 	before, applied, base := dump(target.View()), target.AppliedIndex(), target.History().Base()

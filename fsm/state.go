@@ -96,6 +96,7 @@ func schema() *memdb.DBSchema {
 		tableMeta: {Name: tableMeta, Indexes: map[string]*memdb.IndexSchema{
 			indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
 		}},
+		tableRequests: requestsTable(),
 	}}
 	for _, k := range api.Kinds {
 		t := &memdb.TableSchema{Name: k.Resource, Indexes: map[string]*memdb.IndexSchema{

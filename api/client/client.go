@@ -1,0 +1,363 @@
+// Package client is the Go client of the orch API, used by orchctl, worker
+// agents and proxies. It talks to several servers and fails over between
+// them, sends writes to the leader when it knows it, and retries through
+// elections and dropped connections. Every write carries a request ID, so a
+// retried write is applied at most once (the servers remember the IDs).
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Config configures a Client.
+type Config struct {
+	// Servers are base URLs such as http://127.0.0.11:7400.
+	Servers []string
+	// Token is sent as a bearer token when set.
+	Token string
+	// RetryFor bounds how long one call keeps retrying across servers and
+	// elections before it fails (default 20s).
+	RetryFor time.Duration
+	// AttemptTimeout bounds one attempt of a non-streaming call (default 30s).
+	AttemptTimeout time.Duration
+	// HTTPClient overrides the transport (tests).
+	HTTPClient *http.Client
+	UserAgent  string
+}
+
+// Client is safe for concurrent use.
+type Client struct {
+	servers []string
+	token   string
+	agent   string
+	retry   time.Duration
+	attempt time.Duration
+	hc      *http.Client
+
+	preferred atomic.Int32 // index of the server reads go to first
+	leader    atomic.Int32 // index of the leader, -1 when unknown
+
+	mu   sync.Mutex
+	down map[int]time.Time // servers that refused connections, until when to skip them
+}
+
+// Headers shared with the server (see agent/forward.go).
+const (
+	LeaderHeader    = "X-Orch-Leader"
+	RequestIDHeader = "X-Orch-Request-Id"
+)
+
+// ParseServers splits a comma-separated list of server URLs, as given in
+// ORCH_ADDR or --server, and checks each one.
+func ParseServers(list string) ([]string, error) {
+	var out []string
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !strings.Contains(s, "://") {
+			s = "http://" + s
+		}
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("%q is not a server URL (expected http://HOST:PORT)", s)
+		}
+		if u.Port() == "" {
+			u.Host = net.JoinHostPort(u.Hostname(), "7400")
+		}
+		out = append(out, u.Scheme+"://"+u.Host)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no server given")
+	}
+	return out, nil
+}
+
+// New returns a client for cfg.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("no orch server given (set ORCH_ADDR or --server)")
+	}
+	servers, err := ParseServers(strings.Join(cfg.Servers, ","))
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{servers: servers, token: cfg.Token, agent: cfg.UserAgent, retry: cfg.RetryFor, attempt: cfg.AttemptTimeout,
+		hc: cfg.HTTPClient, down: map[int]time.Time{}}
+	if c.retry == 0 {
+		c.retry = 20 * time.Second
+	}
+	if c.attempt == 0 {
+		c.attempt = 30 * time.Second
+	}
+	if c.agent == "" {
+		c.agent = "orch-client"
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 512,
+			IdleConnTimeout:     90 * time.Second,
+		}}
+	}
+	c.leader.Store(-1)
+	return c, nil
+}
+
+// Servers returns the configured server URLs.
+func (c *Client) Servers() []string { return append([]string(nil), c.servers...) }
+
+// Request is one API call.
+type Request struct {
+	Method      string
+	Path        string
+	Query       url.Values
+	Body        []byte
+	ContentType string
+	// Stream leaves the response body open (watches, snapshots): the
+	// attempt timeout does not apply and the caller must close it.
+	Stream bool
+	// Server pins the call to one of the configured server URLs ("" = any).
+	Server string
+}
+
+// Response is a successful (2xx) answer.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte        // when not streaming
+	Stream io.ReadCloser // when streaming
+	Server string        // which server answered
+}
+
+func isWrite(method string) bool {
+	return method != http.MethodGet && method != http.MethodHead
+}
+
+func newRequestID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// order returns the servers to try, best first.
+func (c *Client) order(write bool) []int {
+	first := int(c.preferred.Load())
+	if l := int(c.leader.Load()); write && l >= 0 {
+		first = l
+	}
+	now := time.Now()
+	var up, down []int
+	c.mu.Lock()
+	for i := range c.servers {
+		idx := (first + i) % len(c.servers)
+		if until, ok := c.down[idx]; ok && now.Before(until) {
+			down = append(down, idx)
+		} else {
+			up = append(up, idx)
+		}
+	}
+	c.mu.Unlock()
+	return append(up, down...)
+}
+
+func (c *Client) markDown(i int) {
+	c.mu.Lock()
+	c.down[i] = time.Now().Add(3 * time.Second)
+	c.mu.Unlock()
+}
+
+func (c *Client) markUp(i int) {
+	c.mu.Lock()
+	delete(c.down, i)
+	c.mu.Unlock()
+	c.preferred.Store(int32(i))
+}
+
+// noteLeader records the leader a server reported, if it is one we know.
+func (c *Client) noteLeader(h http.Header) {
+	addr := h.Get(LeaderHeader)
+	if addr == "" {
+		return
+	}
+	for i, s := range c.servers {
+		if strings.HasSuffix(s, "://"+addr) {
+			c.leader.Store(int32(i))
+			return
+		}
+	}
+}
+
+// Do sends req, retrying on other servers and through elections until it
+// gets an answer that is not "unavailable" or RetryFor passes. Non-2xx
+// answers become *apierrors.StatusError.
+func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.retry)
+	defer cancel()
+	header := http.Header{}
+	if isWrite(req.Method) {
+		header.Set(RequestIDHeader, newRequestID())
+	}
+	var lastErr error
+	backoff := 50 * time.Millisecond
+	for {
+		order := c.order(isWrite(req.Method))
+		if req.Server != "" {
+			order = c.pin(req.Server)
+			if order == nil {
+				return nil, fmt.Errorf("%s is not one of the configured servers", req.Server)
+			}
+		}
+		for _, i := range order {
+			resp, err, retry := c.attemptOnce(ctx, i, req, header)
+			if !retry {
+				return resp, err
+			}
+			lastErr = err
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			if lastErr == nil {
+				lastErr = ctx.Err()
+			}
+			return nil, fmt.Errorf("no orch server answered (%s): %w", strings.Join(c.servers, ", "), lastErr)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+func (c *Client) pin(server string) []int {
+	for i, s := range c.servers {
+		if s == server || strings.TrimPrefix(s, "http://") == server {
+			return []int{i}
+		}
+	}
+	return nil
+}
+
+// attemptOnce tries one server. retry reports whether another attempt may
+// help: the server was unreachable or unavailable, or the connection broke
+// (writes are safe to resend because they carry a request ID).
+func (c *Client) attemptOnce(ctx context.Context, i int, req Request, header http.Header) (*Response, error, bool) {
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	if !req.Stream {
+		actx, cancel = context.WithTimeout(ctx, c.attempt)
+	}
+	u := c.servers[i] + req.Path
+	if len(req.Query) > 0 {
+		u += "?" + req.Query.Encode()
+	}
+	hr, err := http.NewRequestWithContext(actx, req.Method, u, bytes.NewReader(req.Body))
+	if err != nil {
+		cancel()
+		return nil, err, false
+	}
+	for k, v := range header {
+		hr.Header[k] = v
+	}
+	if req.ContentType != "" {
+		hr.Header.Set("Content-Type", req.ContentType)
+	} else if req.Body != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	hr.Header.Set("Accept", "application/json")
+	hr.Header.Set("User-Agent", c.agent)
+	if c.token != "" {
+		hr.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(hr)
+	if err != nil {
+		cancel()
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			c.markDown(i)
+		}
+		return nil, fmt.Errorf("%s: %w", c.servers[i], err), true
+	}
+	c.noteLeader(resp.Header)
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		c.markUp(i)
+		out := &Response{Status: resp.StatusCode, Header: resp.Header, Server: c.servers[i]}
+		if req.Stream {
+			out.Stream = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+			return out, nil, false
+		}
+		defer cancel()
+		defer resp.Body.Close()
+		out.Body, err = io.ReadAll(resp.Body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: reading response: %w", c.servers[i], err), true
+		}
+		return out, nil, false
+	}
+	defer cancel()
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	serr := statusError(resp.StatusCode, body)
+	switch resp.StatusCode {
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusGatewayTimeout:
+		return nil, serr, true
+	case http.StatusInternalServerError:
+		if serr.ErrStatus.Reason == metav1.StatusReasonTimeout {
+			return nil, serr, true
+		}
+	}
+	c.markUp(i)
+	return nil, serr, false
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// statusError turns an error answer into a StatusError; a body that is not
+// a Status (a proxy's error page, say) is kept as the message.
+func statusError(code int, body []byte) *apierrors.StatusError {
+	var st metav1.Status
+	if err := json.Unmarshal(body, &st); err != nil || st.Kind != "Status" {
+		msg := strings.TrimSpace(string(body))
+		if msg == "" {
+			msg = http.StatusText(code)
+		}
+		generic := apierrors.NewGenericServerResponse(code, "", schema.GroupResource{}, "", msg, 0, false)
+		generic.ErrStatus.Message = msg
+		return generic
+	}
+	if st.Code == 0 {
+		st.Code = int32(code)
+	}
+	return &apierrors.StatusError{ErrStatus: st}
+}

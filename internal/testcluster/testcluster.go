@@ -1,0 +1,425 @@
+// Package testcluster runs real orchd processes for tests and benchmarks:
+// several servers on their own loopback addresses talking Raft and gossip
+// over real sockets, which a test can kill -9, stop, restart and query.
+// It builds the binaries once per test process (or uses $ORCH_BIN_DIR),
+// removes every process and directory it created, and prints the servers'
+// logs when a test fails.
+package testcluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"orch.dev/orch/api/client"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Binaries returns the directory holding orchd and orchctl, building them
+// into a temporary directory unless $ORCH_BIN_DIR names a directory that has them.
+func Binaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if d := os.Getenv("ORCH_BIN_DIR"); d != "" {
+			if _, err := os.Stat(filepath.Join(d, "orchd")); err == nil {
+				binDir, _ = filepath.Abs(d)
+				return
+			}
+		}
+		dir, err := os.MkdirTemp("", "orch-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		for _, name := range []string{"orchd", "orchctl"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", name, err, out)
+				return
+			}
+		}
+		binDir = dir
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func moduleRoot() (string, error) {
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Dir(file)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found")
+		}
+		dir = parent
+	}
+}
+
+// Options configure a cluster.
+type Options struct {
+	Servers int      // default 3
+	Token   string   // cluster token ("" = no auth on loopback)
+	Args    []string // extra orchd agent flags for every server
+	// Fast uses short Raft timeouts so elections take a fraction of a second.
+	Fast bool
+}
+
+// Cluster is a set of orchd servers.
+type Cluster struct {
+	t       testing.TB
+	bin     string
+	dir     string
+	prefix  string // "127.A.B."
+	opts    Options
+	Servers []*Server
+}
+
+// Server is one orchd process.
+type Server struct {
+	Name    string
+	IP      string
+	DataDir string
+	LogPath string
+	args    []string
+	bin     string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// FastRaftArgs are Raft timeouts for tests: quick elections on loopback.
+var FastRaftArgs = []string{"--raft-heartbeat", "300ms", "--raft-election", "300ms", "--raft-leader-lease", "150ms"}
+
+// freePrefix picks a loopback /24 whose orch ports are free.
+func freePrefix() (string, error) {
+	for range 50 {
+		prefix := fmt.Sprintf("127.%d.%d.", 100+rand.IntN(150), rand.IntN(256))
+		free := true
+		for _, host := range []string{"11", "12", "13", "14", "15"} {
+			for _, port := range []string{"7400", "7401", "7402"} {
+				ln, err := net.Listen("tcp", prefix+host+":"+port)
+				if err != nil {
+					free = false
+					break
+				}
+				ln.Close()
+			}
+		}
+		if free {
+			return prefix, nil
+		}
+	}
+	return "", errors.New("no free loopback /24 found")
+}
+
+// Start starts a cluster and waits until it has a leader and every server
+// is a voter.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Servers == 0 {
+		opts.Servers = 3
+	}
+	prefix, err := freePrefix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{t: t, bin: Binaries(t), dir: t.TempDir(), prefix: prefix, opts: opts}
+	t.Cleanup(c.cleanup)
+	for i := range opts.Servers {
+		c.Servers = append(c.Servers, c.newServer(i, opts.Servers, true))
+	}
+	for _, s := range c.Servers {
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitVoters(opts.Servers, 30*time.Second)
+	return c
+}
+
+// newServer prepares server i; with expect, it takes part in bootstrap.
+func (c *Cluster) newServer(i, expect int, bootstrap bool) *Server {
+	return c.newServerWithToken(i, expect, bootstrap, c.opts.Token)
+}
+
+func (c *Cluster) newServerWithToken(i, expect int, bootstrap bool, token string) *Server {
+	name := fmt.Sprintf("s%d", i+1)
+	ip := fmt.Sprintf("%s%d", c.prefix, 11+i)
+	s := &Server{Name: name, IP: ip, DataDir: filepath.Join(c.dir, name), LogPath: filepath.Join(c.dir, name+".log"), bin: filepath.Join(c.bin, "orchd")}
+	s.args = []string{"agent", "--server", "--name", name, "--bind", ip, "--data-dir", s.DataDir, "--log-level", "debug"}
+	if bootstrap {
+		s.args = append(s.args, "--bootstrap-expect", fmt.Sprint(expect))
+	}
+	if i > 0 || !bootstrap {
+		s.args = append(s.args, "--join", c.prefix+"11")
+	}
+	if token != "" {
+		s.args = append(s.args, "--token", token)
+	}
+	if c.opts.Fast {
+		s.args = append(s.args, FastRaftArgs...)
+	}
+	s.args = append(s.args, c.opts.Args...)
+	return s
+}
+
+// AddServer starts one more server that joins the running cluster.
+func (c *Cluster) AddServer() *Server {
+	s := c.newServer(len(c.Servers), 0, false)
+	c.Servers = append(c.Servers, s)
+	if err := s.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	return s
+}
+
+// AddServerWithToken starts a server that tries to join with another token.
+func (c *Cluster) AddServerWithToken(token string) *Server {
+	s := c.newServerWithToken(len(c.Servers), 0, false, token)
+	c.Servers = append(c.Servers, s)
+	if err := s.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	return s
+}
+
+// LogContains reports whether the server's log holds substr.
+func (s *Server) LogContains(substr string) bool {
+	b, _ := os.ReadFile(s.LogPath)
+	return bytes.Contains(b, []byte(substr))
+}
+
+// URL is the server's API base URL.
+func (s *Server) URL() string { return "http://" + s.IP + ":7400" }
+
+// Start launches the process (again, after Kill or Stop).
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return fmt.Errorf("%s is already running", s.Name)
+	}
+	log, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "=== start %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(s.args, " "))
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		log.Close()
+		close(done)
+	}()
+	s.cmd, s.done = cmd, done
+	return nil
+}
+
+// Kill sends SIGKILL and waits for the process to exit.
+func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
+
+// Stop sends SIGTERM (graceful: a leader transfers leadership) and waits.
+func (s *Server) Stop() { s.signal(syscall.SIGTERM) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Running reports whether the process is up.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
+// URLs lists every server's API URL.
+func (c *Cluster) URLs() []string {
+	var out []string
+	for _, s := range c.Servers {
+		out = append(out, s.URL())
+	}
+	return out
+}
+
+// Client returns a client for every server (or the given URLs).
+func (c *Cluster) Client(urls ...string) *client.Client {
+	if len(urls) == 0 {
+		urls = c.URLs()
+	}
+	cl, err := client.New(client.Config{Servers: urls, Token: c.opts.Token, RetryFor: 30 * time.Second})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cl
+}
+
+// Peer is a Raft peer as /v1/operator/raft/peers reports it.
+type Peer struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	Leader  bool   `json:"leader"`
+	Voter   bool   `json:"voter"`
+}
+
+// Peers asks one server for the Raft configuration.
+func (c *Cluster) Peers(s *Server) ([]Peer, error) {
+	cl, err := client.New(client.Config{Servers: []string{s.URL()}, Token: c.opts.Token, RetryFor: 2 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	var peers []Peer
+	err = cl.GetJSON(context.Background(), "/v1/operator/raft/peers", nil, &peers)
+	return peers, err
+}
+
+// Leader returns the server that running servers agree leads, or nil.
+func (c *Cluster) Leader() *Server {
+	for _, s := range c.Servers {
+		if !s.Running() {
+			continue
+		}
+		peers, err := c.Peers(s)
+		if err != nil {
+			continue
+		}
+		for _, p := range peers {
+			if p.Leader {
+				for _, cand := range c.Servers {
+					if cand.Name == p.ID && cand.Running() {
+						return cand
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// WaitLeader waits for a running leader other than `not` (nil for any).
+func (c *Cluster) WaitLeader(not *Server, timeout time.Duration) *Server {
+	c.t.Helper()
+	var l *Server
+	c.Eventually(timeout, "a leader", func() bool {
+		l = c.Leader()
+		return l != nil && l != not
+	})
+	return l
+}
+
+// WaitVoters waits until the leader reports n voters and every running
+// server answers /readyz.
+func (c *Cluster) WaitVoters(n int, timeout time.Duration) {
+	c.t.Helper()
+	c.Eventually(timeout, fmt.Sprintf("%d voters and ready servers", n), func() bool {
+		l := c.Leader()
+		if l == nil {
+			return false
+		}
+		peers, err := c.Peers(l)
+		if err != nil {
+			return false
+		}
+		voters := 0
+		for _, p := range peers {
+			if p.Voter {
+				voters++
+			}
+		}
+		if voters != n {
+			return false
+		}
+		for _, s := range c.Servers {
+			if s.Running() && !ready(s) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func ready(s *Server) bool {
+	cl := &http.Client{Timeout: time.Second}
+	resp, err := cl.Get(s.URL() + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Eventually polls cond until it holds or fails the test after timeout.
+func (c *Cluster) Eventually(timeout time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) cleanup() {
+	for _, s := range c.Servers {
+		s.Kill()
+	}
+	if c.t.Failed() || os.Getenv("ORCH_TEST_LOGS") != "" {
+		for _, s := range c.Servers {
+			b, _ := os.ReadFile(s.LogPath)
+			if len(b) > 200_000 {
+				b = append([]byte("...(truncated)...\n"), b[len(b)-200_000:]...)
+			}
+			c.t.Logf("==== log of %s (%s)\n%s", s.Name, s.IP, bytes.TrimSpace(b))
+		}
+	}
+}

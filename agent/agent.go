@@ -47,6 +47,8 @@ type Agent struct {
 	leaderWake  chan struct{} // closed and replaced when leadership or the leader changes
 
 	notifyCh     chan bool
+	removed      chan struct{}
+	removedOnce  sync.Once
 	leaderFuncs  []LeaderFunc
 	stop         chan struct{}
 	stopOnce     sync.Once
@@ -67,6 +69,7 @@ func New(cfg Config) (*Agent, error) {
 		logger:     cfg.Logger,
 		leaderWake: make(chan struct{}),
 		notifyCh:   make(chan bool, 16),
+		removed:    make(chan struct{}),
 		stop:       make(chan struct{}),
 	}
 	a.fsm = fsm.New(fsm.Config{Logger: a.logger.With("component", "fsm"), HistorySize: cfg.WatchHistory})
@@ -108,8 +111,11 @@ func (a *Agent) Start() error {
 	}
 	a.node, a.raft = node, node.raft
 	a.raft.RegisterObserver(raft.NewObserver(a.observations(), false, func(o *raft.Observation) bool {
-		_, ok := o.Data.(raft.LeaderObservation)
-		return ok
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
 	}))
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.HTTPPort)))
@@ -170,14 +176,20 @@ func (a *Agent) stopContext() context.Context {
 	return ctx
 }
 
-// observations turns Raft leader observations into leaderWake broadcasts.
+// observations turns Raft leader observations into leaderWake broadcasts,
+// and notices when Raft shuts itself down because this server was removed
+// from the configuration.
 func (a *Agent) observations() chan raft.Observation {
 	ch := make(chan raft.Observation, 64)
 	a.goRun(func() {
 		for {
 			select {
-			case <-ch:
+			case o := <-ch:
 				a.wakeLeaderWaiters()
+				if st, ok := o.Data.(raft.RaftState); ok && st == raft.Shutdown && !a.shuttingDown.Load() {
+					a.logger.Error("this server was removed from the Raft configuration; stopping (clear its data dir to rejoin as a new server)")
+					a.removedOnce.Do(func() { close(a.removed) })
+				}
 			case <-a.stop:
 				return
 			}
@@ -185,6 +197,10 @@ func (a *Agent) observations() chan raft.Observation {
 	})
 	return ch
 }
+
+// Removed is closed when this server was removed from the cluster while
+// running; the process should then shut down.
+func (a *Agent) Removed() <-chan struct{} { return a.removed }
 
 func (a *Agent) wakeLeaderWaiters() {
 	a.leaderMu.Lock()

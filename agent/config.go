@@ -146,6 +146,8 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-func (c *Config) httpAddr() string   { return net.JoinHostPort(c.AdvertiseAddr, fmt.Sprint(c.HTTPPort)) }
-func (c *Config) raftAddr() string   { return net.JoinHostPort(c.AdvertiseAddr, fmt.Sprint(c.RaftPort)) }
-func (c *Config) gossipAddr() string { return net.JoinHostPort(c.AdvertiseAddr, fmt.Sprint(c.GossipPort)) }
+func (c *Config) httpAddr() string { return net.JoinHostPort(c.AdvertiseAddr, fmt.Sprint(c.HTTPPort)) }
+func (c *Config) raftAddr() string { return net.JoinHostPort(c.AdvertiseAddr, fmt.Sprint(c.RaftPort)) }
+func (c *Config) gossipAddr() string {
+	return net.JoinHostPort(c.AdvertiseAddr, fmt.Sprint(c.GossipPort))
+}

@@ -39,8 +39,8 @@ func (a *Agent) serveReady(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) serveAPIVersions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, metav1.APIVersions{
-		TypeMeta: metav1.TypeMeta{Kind: "APIVersions"},
-		Versions: []string{"v1"},
+		TypeMeta:                   metav1.TypeMeta{Kind: "APIVersions"},
+		Versions:                   []string{"v1"},
 		ServerAddressByClientCIDRs: []metav1.ServerAddressByClientCIDR{{ClientCIDR: "0.0.0.0/0", ServerAddress: a.cfg.httpAddr()}},
 	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"orch.dev/orch/internal/logging"
 )
@@ -40,7 +41,10 @@ func (a *Agent) setupRaft(notify chan bool) (*raftNode, error) {
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
 	hlog := logging.Hclog(a.logger, "raft")
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	// The freelist is rebuilt on open instead of written on every commit,
+	// as etcd does: fewer pages per fsync. fsync itself stays on.
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
 	if err != nil {
 		return nil, fmt.Errorf("open raft log %s: %w", filepath.Join(dir, "raft.db"), err)
 	}

@@ -26,20 +26,18 @@ const MaxRequestBytes = 3 << 20
 // and duplicate fields are errors naming the field path, so a typo is never
 // silently ignored. TypeMeta, when present, must match k.
 func DecodeJSON(k *Kind, data []byte) (Object, error) {
-	var tm metav1.TypeMeta
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(data, &tm); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
-	}
-	if tm.Kind != "" && tm.Kind != k.Kind {
-		return nil, fmt.Errorf("kind: expected %q, got %q", k.Kind, tm.Kind)
-	}
-	if tm.APIVersion != "" && tm.APIVersion != k.APIVersion() {
-		return nil, fmt.Errorf("apiVersion: expected %q for kind %s, got %q", k.APIVersion(), k.Kind, tm.APIVersion)
-	}
-	obj := k.New()
+	obj := k.newObj()
 	strictErrs, err := sigsjson.UnmarshalStrict(data, obj, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
 	if err != nil {
 		return nil, fmt.Errorf("invalid %s: %w", k.Kind, err)
+	}
+	// Decoding fills apiVersion and kind too: check them against k.
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	if gvk.Kind != "" && gvk.Kind != k.Kind {
+		return nil, fmt.Errorf("kind: expected %q, got %q", k.Kind, gvk.Kind)
+	}
+	if av := gvk.GroupVersion().String(); gvk.Version != "" && av != k.APIVersion() {
+		return nil, fmt.Errorf("apiVersion: expected %q for kind %s, got %q", k.APIVersion(), k.Kind, av)
 	}
 	if len(strictErrs) > 0 {
 		msgs := make([]string, len(strictErrs))
@@ -158,6 +156,13 @@ func (r *rawJSON) UnmarshalJSON(b []byte) error {
 func isBlank(doc []byte) bool {
 	for _, line := range bytes.Split(doc, []byte("\n")) {
 		t := bytes.TrimSpace(line)
+		// The YAML reader keeps the "---" that follows an empty document
+		// at the start of the next one; "..." ends a document.
+		if rest, ok := bytes.CutPrefix(t, []byte("---")); ok && (len(rest) == 0 || rest[0] == ' ' || rest[0] == '\t') {
+			t = bytes.TrimSpace(rest)
+		} else if string(t) == "..." {
+			continue
+		}
 		if len(t) > 0 && t[0] != '#' {
 			return false
 		}

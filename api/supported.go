@@ -1,11 +1,14 @@
 package api
 
 import (
-	"fmt"
+	"reflect"
 	"sort"
 	"strings"
+	"sync"
 
-	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -127,51 +130,154 @@ func pathSegments(p string) []string {
 }
 
 // ValidateSupportedFields refuses every field of obj that orch does not
-// implement, naming its path.
+// implement, naming its path. It walks the typed object by reflection (by
+// JSON field name), which costs far less than converting it to maps.
 func ValidateSupportedFields(k *Kind, obj Object) field.ErrorList {
-	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return field.ErrorList{field.InternalError(nil, err)}
-	}
 	var errs field.ErrorList
-	walkSupported(allowTrees[k], u, nil, &errs)
+	walkSupported(allowTrees[k], reflect.ValueOf(obj), nil, &errs)
 	return errs
 }
 
-func walkSupported(n *allowTree, v any, path *field.Path, errs *field.ErrorList) {
-	if n.leaf || isZero(v) {
+// scalarTypes encode as JSON scalars although they are structs.
+var scalarTypes = map[reflect.Type]bool{
+	reflect.TypeFor[metav1.Time]():        true,
+	reflect.TypeFor[metav1.MicroTime]():   true,
+	reflect.TypeFor[resource.Quantity]():  true,
+	reflect.TypeFor[intstr.IntOrString](): true,
+}
+
+type jsonField struct {
+	index  int
+	name   string
+	inline bool
+}
+
+var structFields sync.Map // reflect.Type -> []jsonField
+
+func fieldsOf(t reflect.Type) []jsonField {
+	if f, ok := structFields.Load(t); ok {
+		return f.([]jsonField)
+	}
+	var out []jsonField
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		tag := sf.Tag.Get("json")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		inline := strings.Contains(opts, "inline") || (sf.Anonymous && name == "")
+		if name == "" {
+			name = sf.Name
+		}
+		out = append(out, jsonField{index: i, name: name, inline: inline})
+	}
+	structFields.Store(t, out)
+	return out
+}
+
+func walkSupported(n *allowTree, v reflect.Value, path *field.Path, errs *field.ErrorList) {
+	if n.leaf || !v.IsValid() || v.IsZero() {
 		return
 	}
-	switch t := v.(type) {
-	case map[string]any:
-		keys := make([]string, 0, len(t))
-		for key := range t {
-			keys = append(keys, key)
+	forbid := func() { *errs = append(*errs, field.Forbidden(path, "not supported by orch")) }
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		walkSupported(n, v.Elem(), path, errs)
+	case reflect.Struct:
+		if scalarTypes[v.Type()] {
+			forbid()
+			return
 		}
-		sort.Strings(keys)
-		for _, key := range keys {
-			child := childPath(path, key)
-			c, ok := n.children[key]
+		for _, f := range fieldsOf(v.Type()) {
+			fv := v.Field(f.index)
+			if f.inline {
+				walkSupported(n, fv, path, errs)
+				continue
+			}
+			if fv.IsZero() || isEmptyContainer(fv) {
+				continue
+			}
+			child := childPath(path, f.name)
+			c, ok := n.children[f.name]
 			if !ok {
-				if !isZero(t[key]) {
+				if !isUnset(fv) {
 					*errs = append(*errs, field.Forbidden(child, "not supported by orch"))
 				}
 				continue
 			}
-			walkSupported(c, t[key], child, errs)
+			walkSupported(c, fv, child, errs)
 		}
-	case []any:
-		c, ok := n.children["[]"]
-		if !ok {
-			*errs = append(*errs, field.Forbidden(path, "not supported by orch"))
+	case reflect.Slice, reflect.Array:
+		if v.Len() == 0 || v.Type().Elem().Kind() == reflect.Uint8 {
+			if v.Len() > 0 {
+				forbid()
+			}
 			return
 		}
-		for i, e := range t {
-			walkSupported(c, e, path.Index(i), errs)
+		c, ok := n.children["[]"]
+		if !ok {
+			forbid()
+			return
+		}
+		for i := range v.Len() {
+			walkSupported(c, v.Index(i), path.Index(i), errs)
+		}
+	case reflect.Map:
+		keys := v.MapKeys()
+		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+		for _, key := range keys {
+			child := childPath(path, key.String())
+			c, ok := n.children[key.String()]
+			if !ok {
+				if !isUnset(v.MapIndex(key)) {
+					*errs = append(*errs, field.Forbidden(child, "not supported by orch"))
+				}
+				continue
+			}
+			walkSupported(c, v.MapIndex(key), child, errs)
 		}
 	default:
-		*errs = append(*errs, field.Forbidden(path, fmt.Sprintf("not supported by orch (value of type %T)", v)))
+		forbid()
 	}
+}
+
+// isUnset reports whether v would encode as nothing but empty objects and
+// zero values, like `securityContext: {}` in generated manifests: such a
+// field cannot change behaviour.
+func isUnset(v reflect.Value) bool {
+	if !v.IsValid() || v.IsZero() {
+		return true
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		return isUnset(v.Elem())
+	case reflect.Struct:
+		if scalarTypes[v.Type()] {
+			return false
+		}
+		for _, f := range fieldsOf(v.Type()) {
+			if !isUnset(v.Field(f.index)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Map, reflect.Slice:
+		return v.Len() == 0
+	}
+	return false
+}
+
+// isEmptyContainer treats empty (but non-nil) maps and slices as unset.
+func isEmptyContainer(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Map, reflect.Slice:
+		return v.Len() == 0
+	}
+	return false
 }
 
 func childPath(p *field.Path, key string) *field.Path {
@@ -179,33 +285,6 @@ func childPath(p *field.Path, key string) *field.Path {
 		return field.NewPath(key)
 	}
 	return p.Child(key)
-}
-
-// isZero treats absent, null, empty and zero-valued fields as unset: they
-// cannot change behaviour, and typed objects carry many of them.
-func isZero(v any) bool {
-	switch t := v.(type) {
-	case nil:
-		return true
-	case map[string]any:
-		for _, e := range t {
-			if !isZero(e) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		return len(t) == 0
-	case string:
-		return t == ""
-	case bool:
-		return !t
-	case int64:
-		return t == 0
-	case float64:
-		return t == 0
-	}
-	return false
 }
 
 func prefixed(prefix string, paths []string) []string {

@@ -68,7 +68,15 @@ func validateMeta(k *Kind, obj, old Object) field.ErrorList {
 	metaPath := field.NewPath("metadata")
 	errs := apimachineryvalidation.ValidateObjectMetaAccessor(obj, k.Namespaced, nameRule(k), metaPath)
 	if old != nil {
-		errs = append(errs, apimachineryvalidation.ValidateObjectMetaAccessorUpdate(obj, old, metaPath)...)
+		for _, err := range apimachineryvalidation.ValidateObjectMetaAccessorUpdate(obj, old, metaPath) {
+			// An update without a resourceVersion is unconditional
+			// (DESIGN.md, as in Kubernetes, whose storage layer fills the
+			// version in before validating).
+			if err.Field == "metadata.resourceVersion" && obj.GetResourceVersion() == "" {
+				continue
+			}
+			errs = append(errs, err)
+		}
 	}
 	return errs
 }

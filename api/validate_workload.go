@@ -1,6 +1,7 @@
 package api
 
 import (
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -156,7 +157,9 @@ func isZeroIntOrPercent(v *intstr.IntOrString) bool {
 		return true
 	}
 	if v.Type == intstr.String {
-		return strings.TrimSuffix(v.StrVal, "%") == "0"
+		// "00%" is as zero as "0%" (Kubernetes parses the number).
+		n, err := strconv.Atoi(strings.TrimSuffix(v.StrVal, "%"))
+		return err == nil && n == 0
 	}
 	return v.IntVal == 0
 }

@@ -26,12 +26,12 @@ var Version = "dev"
 // Main runs orchd with args and returns the exit code.
 func Main(args []string, stderr io.Writer) int {
 	app := &cli.App{
-		Name:      "orchd",
-		Usage:     "the orch agent: control-plane server and worker node",
-		Version:   Version,
-		Writer:    stderr,
-		ErrWriter: stderr,
-		Commands:  []*cli.Command{agentCommand(stderr)},
+		Name:           "orchd",
+		Usage:          "the orch agent: control-plane server and worker node",
+		Version:        Version,
+		Writer:         stderr,
+		ErrWriter:      stderr,
+		Commands:       []*cli.Command{agentCommand(stderr)},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	if err := app.Run(args); err != nil {
@@ -159,8 +159,13 @@ func runAgent(c *cli.Context, stderr io.Writer) error {
 	if err := a.Start(); err != nil {
 		return err
 	}
-	sig := <-signals
-	cfg.Logger.Info("shutting down", "signal", sig.String())
+	exitErr := error(nil)
+	select {
+	case sig := <-signals:
+		cfg.Logger.Info("shutting down", "signal", sig.String())
+	case <-a.Removed():
+		exitErr = errors.New("this server was removed from the cluster")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	go func() {
@@ -171,6 +176,5 @@ func runAgent(c *cli.Context, stderr io.Writer) error {
 	if err := a.Shutdown(ctx); err != nil {
 		cfg.Logger.Warn("shutdown", "err", err)
 	}
-	return nil
+	return exitErr
 }
-

@@ -21,11 +21,22 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"orch.dev/orch/api/client"
 )
+
+// T is the part of testing.TB the harness uses, so that benchmark drivers
+// outside `go test` can run clusters too.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+	Failed() bool
+}
 
 var (
 	buildOnce sync.Once
@@ -35,7 +46,7 @@ var (
 
 // Binaries returns the directory holding orchd and orchctl, building them
 // into a temporary directory unless $ORCH_BIN_DIR names a directory that has them.
-func Binaries(t testing.TB) string {
+func Binaries(t T) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		if d := os.Getenv("ORCH_BIN_DIR"); d != "" {
@@ -96,7 +107,7 @@ type Options struct {
 
 // Cluster is a set of orchd servers.
 type Cluster struct {
-	t       testing.TB
+	t       T
 	bin     string
 	dir     string
 	prefix  string // "127.A.B."
@@ -145,7 +156,7 @@ func freePrefix() (string, error) {
 
 // Start starts a cluster and waits until it has a leader and every server
 // is a voter.
-func Start(t testing.TB, opts Options) *Cluster {
+func Start(t T, opts Options) *Cluster {
 	t.Helper()
 	if opts.Servers == 0 {
 		opts.Servers = 3

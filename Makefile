@@ -1,0 +1,56 @@
+# orch — see README.md. Every target installs what it needs (scripts/deps.sh).
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X orch.dev/orch/internal/orchd.Version=$(VERSION) -X orch.dev/orch/cli.Version=$(VERSION)
+BIN     := $(CURDIR)/bin
+
+# Packages whose tests exercise concurrency run under the race detector.
+RACE_PKGS := ./fsm/... ./agent/... ./api/... ./cli/... ./internal/...
+
+.PHONY: all build test unit e2e lint fuzz demo demo-down bench chaos clean deps
+
+all: build
+
+deps:
+	@scripts/deps.sh base
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/orchd ./cmd/orchd
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/orchctl ./cmd/orchctl
+
+# The race-instrumented servers the multi-process tests run.
+build-race:
+	$(GO) build -race -ldflags '$(LDFLAGS)' -o $(BIN)/race/orchd ./cmd/orchd
+	$(GO) build -race -ldflags '$(LDFLAGS)' -o $(BIN)/race/orchctl ./cmd/orchctl
+
+test: deps lint build-race
+	ORCH_BIN_DIR=$(BIN)/race $(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v -e /fsm -e /agent -e /api -e /cli -e /internal)
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+# Short coverage-guided fuzzing of every fuzz target (seed corpora run in `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	@for t in $$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/func //' | sort -u); do \
+	  pkg=$$(grep -rlE "^func $$t\(" --include='*_test.go' . | head -1 | xargs dirname); \
+	  echo "== $$t ($$pkg)"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	done
+
+demo: deps build
+	@scripts/demo.sh
+
+demo-down:
+	@scripts/demo.sh down
+
+bench: build
+	@scripts/deps.sh base bench
+	@scripts/bench.sh
+
+clean:
+	rm -rf $(BIN)

@@ -16,7 +16,7 @@ import (
 // fakeWatchServer scripts list and watch answers.
 type fakeWatchServer struct {
 	mu      sync.Mutex
-	lists   []string            // list bodies, served in order
+	lists   []string // list bodies, served in order
 	watches []func(w http.ResponseWriter, rv string)
 	rvs     []string // resourceVersion of each watch request
 }
@@ -48,7 +48,9 @@ func cm(name string, rv int) string {
 	return fmt.Sprintf(`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":%q,"namespace":"default","resourceVersion":"%d"}}`, name, rv)
 }
 
-func ev(t, name string, rv int) string { return fmt.Sprintf(`{"type":%q,"object":%s}`+"\n", t, cm(name, rv)) }
+func ev(t, name string, rv int) string {
+	return fmt.Sprintf(`{"type":%q,"object":%s}`+"\n", t, cm(name, rv))
+}
 
 func list(rv int, items ...string) string {
 	return fmt.Sprintf(`{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"%d"},"items":[%s]}`, rv, strings.Join(items, ","))

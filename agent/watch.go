@@ -73,6 +73,9 @@ func (a *Agent) serveWatch(w http.ResponseWriter, r *http.Request, info requestI
 	flusher, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
+	if flusher != nil {
+		flusher.Flush() // the client learns the watch started before any event
+	}
 	var out bytes.Buffer
 	send := func() bool {
 		if out.Len() == 0 {

@@ -200,6 +200,10 @@ func (a *Agent) writeUpdate(w http.ResponseWriter, r *http.Request, info request
 			writeError(w, err)
 			return
 		}
+		if _, err := fsm.ParseRV(obj.GetResourceVersion()); err != nil {
+			writeError(w, apierrors.NewBadRequest("metadata.resourceVersion: "+err.Error()))
+			return
+		}
 		if !pinned {
 			obj.SetResourceVersion(strconv.FormatUint(old.Version, 10))
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,13 +32,15 @@ func DecodeJSON(k *Kind, data []byte) (Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid %s: %w", k.Kind, err)
 	}
-	// Decoding fills apiVersion and kind too: check them against k.
-	gvk := obj.GetObjectKind().GroupVersionKind()
-	if gvk.Kind != "" && gvk.Kind != k.Kind {
-		return nil, fmt.Errorf("kind: expected %q, got %q", k.Kind, gvk.Kind)
+	// Decoding fills apiVersion and kind too: check them against k. The
+	// raw fields, because GroupVersionKind() turns a malformed apiVersion
+	// ("apps/v1/x") into an empty one.
+	tm := reflect.ValueOf(obj).Elem().FieldByName("TypeMeta").Interface().(metav1.TypeMeta)
+	if tm.Kind != "" && tm.Kind != k.Kind {
+		return nil, fmt.Errorf("kind: expected %q, got %q", k.Kind, tm.Kind)
 	}
-	if av := gvk.GroupVersion().String(); gvk.Version != "" && av != k.APIVersion() {
-		return nil, fmt.Errorf("apiVersion: expected %q for kind %s, got %q", k.APIVersion(), k.Kind, av)
+	if tm.APIVersion != "" && tm.APIVersion != k.APIVersion() {
+		return nil, fmt.Errorf("apiVersion: expected %q for kind %s, got %q", k.APIVersion(), k.Kind, tm.APIVersion)
 	}
 	if len(strictErrs) > 0 {
 		msgs := make([]string, len(strictErrs))

@@ -189,12 +189,14 @@ func TestDecodeJSON(t *testing.T) {
 		t.Fatalf("decoded %+v", obj)
 	}
 	bad := map[string]string{
-		"kind mismatch":       `{"kind": "Service", "metadata": {"name": "p"}}`,
-		"apiVersion mismatch": `{"apiVersion": "apps/v1", "kind": "Pod", "metadata": {"name": "p"}}`,
-		"unknown field":       `{"metadata": {"name": "p", "nmae": "q"}}`,
-		"case mismatch":       `{"metadata": {"Name": "p"}}`,
-		"not JSON":            `{"metadata":`,
-		"trailing data":       `{"metadata": {"name": "p"}} {}`,
+		"kind mismatch":        `{"kind": "Service", "metadata": {"name": "p"}}`,
+		"apiVersion mismatch":  `{"apiVersion": "apps/v1", "kind": "Pod", "metadata": {"name": "p"}}`,
+		"malformed apiVersion": `{"apiVersion": "v1/extra/parts", "kind": "Pod", "metadata": {"name": "p"}}`,
+		"apiVersion /":         `{"apiVersion": "/", "metadata": {"name": "p"}}`,
+		"unknown field":        `{"metadata": {"name": "p", "nmae": "q"}}`,
+		"case mismatch":        `{"metadata": {"Name": "p"}}`,
+		"not JSON":             `{"metadata":`,
+		"trailing data":        `{"metadata": {"name": "p"}} {}`,
 	}
 	for name, in := range bad {
 		if _, err := DecodeJSON(Pod, []byte(in)); err == nil {

@@ -182,8 +182,9 @@ func (a *applier) update(c *Update) *Result {
 		return &Result{Record: old} // no change: no new version, no event
 	}
 	if next.GetDeletionTimestamp() != nil && len(next.GetFinalizers()) == 0 {
-		// The last finalizer is gone: the deletion completes.
-		return &Result{Record: a.removeTree(old), Deleted: true}
+		// The last finalizer is gone: the deletion completes, and the
+		// DELETED event shows the object without its finalizers.
+		return &Result{Record: a.removeTree(newRecord(k, next, old.Version)), Deleted: true}
 	}
 	next.SetResourceVersion(formatRV(a.index))
 	rec := newRecord(k, next, a.index)

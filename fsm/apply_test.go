@@ -310,6 +310,9 @@ func TestUpdateRemovingLastFinalizerDeletes(t *testing.T) {
 	if f.get(api.ConfigMap, "ns", "cm") != nil {
 		t.Fatal("object still stored after its last finalizer was removed")
 	}
+	if fin := res.Record.Obj.GetFinalizers(); len(fin) != 0 {
+		t.Fatalf("the deleted object's last state still lists finalizers %v", fin)
+	}
 	wantEvents(t, f.events(0), "ADDED namespaces ns @1", "ADDED configmaps ns/cm @2", "MODIFIED configmaps ns/cm @3",
 		"MODIFIED configmaps ns/cm @4", "MODIFIED configmaps ns/cm @5", "MODIFIED configmaps ns/cm @6", "DELETED configmaps ns/cm @7")
 }

@@ -53,6 +53,12 @@ func goldenCommands(t testing.TB) map[string]Command {
 			updateCmd(t, configMap("prod", "settings", map[string]string{"a": "10"})),
 			&Delete{Kind: "ConfigMap", Namespace: "prod", Name: "old"},
 		}},
+		// Request IDs (exactly-once writes) on every command type.
+		"requests": &Batch{RequestID: "req-batch", Commands: []Command{
+			&Create{Kind: "ConfigMap", Object: marshal(t, cm), RequestID: "req-create"},
+			&Update{Kind: "ConfigMap", Object: marshal(t, cm), Status: false, RequestID: "req-update"},
+			&Delete{Kind: "ConfigMap", Namespace: "prod", Name: "settings", RequestID: "req-delete"},
+		}},
 	}
 }
 
@@ -99,6 +105,10 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			ResourceVersion: 1<<63 + 5, DeletionTime: 1714564800123456789, Orphan: true},
 		"delete negative time": &Delete{Kind: "Pod", Namespace: "ns", Name: "p", DeletionTime: -1},
 		"empty batch":          &Batch{},
+		"request IDs": &Batch{RequestID: "b", Commands: []Command{
+			&Create{Kind: "Namespace", Object: []byte{}, RequestID: "c"},
+			&Update{Kind: "Namespace", Object: []byte{}, Status: true, RequestID: "u"},
+			&Delete{Kind: "Namespace", Name: "n", RequestID: "d"}}},
 		"batch": &Batch{Commands: []Command{
 			createCmd(t, namespace("ns")),
 			statusCmd(t, pod("ns", "p", "busybox")),

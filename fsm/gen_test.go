@@ -137,7 +137,27 @@ func (g *cmdGen) object(k *api.Kind) api.Object {
 	return nil
 }
 
+// command returns a random command; a quarter carry a request ID from a
+// small pool, so that some are retries of earlier ones.
 func (g *cmdGen) command(batchOK bool) Command {
+	cmd := g.bareCommand(batchOK)
+	if g.r.IntN(4) == 0 {
+		id := fmt.Sprintf("req-%d", g.r.IntN(40))
+		switch c := cmd.(type) {
+		case *Create:
+			c.RequestID = id
+		case *Update:
+			c.RequestID = id
+		case *Delete:
+			c.RequestID = id
+		case *Batch:
+			c.RequestID = id
+		}
+	}
+	return cmd
+}
+
+func (g *cmdGen) bareCommand(batchOK bool) Command {
 	k := genKinds[g.r.IntN(len(genKinds))]
 	switch n := g.r.IntN(20); {
 	case n < 8:

@@ -226,8 +226,9 @@ func wantErr(t testing.TB, res *Result, sentinel error) {
 	}
 }
 
-// dump renders the complete state of a view (index, then every record of
-// every kind in key order with its version and JSON) for comparisons.
+// dump renders the complete state of a view (index, every record of every
+// kind in key order with its version and JSON, every remembered request ID)
+// for comparisons.
 func dump(v *View) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "index %d\n", v.Index())
@@ -236,6 +237,13 @@ func dump(v *View) string {
 			fmt.Fprintf(&b, "%s %s v%d %s\n", k.Kind, r.Key, r.Version, r.JSON())
 			return true
 		})
+	}
+	it, err := v.txn.Get(tableRequests, indexID)
+	if err != nil {
+		panic(err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		fmt.Fprintf(&b, "request %+v\n", *raw.(*Request))
 	}
 	return b.String()
 }
@@ -267,8 +275,13 @@ func golden(t testing.TB, name string, got []byte) {
 		t.Fatalf("%v (run go test ./fsm -update to create it)", err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatalf("%s changed: got %d bytes %x\nwant %d bytes %x\n"+
-			"A change to the encoding breaks logs written by older servers; if it is intended, "+
-			"add a new version instead and regenerate with go test ./fsm -update", path, len(got), got, len(want), want)
+		at := 0
+		for at < len(got) && at < len(want) && got[at] == want[at] {
+			at++
+		}
+		t.Fatalf("%s changed: %d bytes, want %d; first difference at byte %d: %x, want %x.\n"+
+			"A change to the encoding breaks logs and snapshots written by older servers; if it is intended, "+
+			"add a new version instead and regenerate with go test ./fsm -update",
+			path, len(got), len(want), at, got[at:min(at+16, len(got))], want[at:min(at+16, len(want))])
 	}
 }

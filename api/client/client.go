@@ -210,16 +210,19 @@ func (c *Client) noteLeader(h http.Header) {
 
 // Do sends req, retrying on other servers and through elections until it
 // gets an answer that is not "unavailable" or RetryFor passes. Non-2xx
-// answers become *apierrors.StatusError.
+// answers become *apierrors.StatusError. When every server refuses
+// connections for three rounds in a row the cluster is down, and Do fails
+// without waiting for RetryFor. A streamed body lives until the caller
+// closes it or ctx ends: RetryFor bounds only the attempts.
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.retry)
-	defer cancel()
+	deadline := time.Now().Add(c.retry)
 	header := http.Header{}
 	if isWrite(req.Method) {
 		header.Set(RequestIDHeader, newRequestID())
 	}
 	var lastErr error
 	backoff := 50 * time.Millisecond
+	refusedRounds := 0
 	for {
 		order := c.order(isWrite(req.Method))
 		if req.Server != "" {
@@ -228,29 +231,42 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 				return nil, fmt.Errorf("%s is not one of the configured servers", req.Server)
 			}
 		}
+		allRefused := true
 		for _, i := range order {
-			resp, err, retry := c.attemptOnce(ctx, i, req, header)
+			resp, err, retry := c.attemptOnce(ctx, deadline, i, req, header)
 			if !retry {
 				return resp, err
 			}
-			lastErr = err
-			if ctx.Err() != nil {
+			// Keep the most telling error: a cancelled attempt says less
+			// than the refused connection or Status before it.
+			if lastErr == nil || !(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+				lastErr = err
+			}
+			if !errors.Is(err, errRefused) {
+				allRefused = false
+			}
+			if ctx.Err() != nil || time.Now().After(deadline) {
 				break
 			}
 		}
-		if ctx.Err() != nil {
-			if lastErr == nil {
-				lastErr = ctx.Err()
-			}
+		if allRefused {
+			refusedRounds++
+		} else {
+			refusedRounds = 0
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) || refusedRounds >= 3 {
 			return nil, fmt.Errorf("no orch server answered (%s): %w", strings.Join(c.servers, ", "), lastErr)
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(min(backoff, time.Until(deadline))):
 		}
 		backoff = min(backoff*2, time.Second)
 	}
 }
+
+// errRefused marks a server that refused the connection (nothing was sent).
+var errRefused = errors.New("connection refused")
 
 func (c *Client) pin(server string) []int {
 	for i, s := range c.servers {
@@ -263,18 +279,23 @@ func (c *Client) pin(server string) []int {
 
 // attemptOnce tries one server. retry reports whether another attempt may
 // help: the server was unreachable or unavailable, or the connection broke
-// (writes are safe to resend because they carry a request ID).
-func (c *Client) attemptOnce(ctx context.Context, i int, req Request, header http.Header) (*Response, error, bool) {
-	actx, cancel := ctx, context.CancelFunc(func() {})
+// (writes are safe to resend because they carry a request ID). Until the
+// response headers arrive the attempt is bounded by the retry deadline (and
+// for plain calls by the attempt timeout); a streamed body only by ctx.
+func (c *Client) attemptOnce(ctx context.Context, deadline time.Time, i int, req Request, header http.Header) (*Response, error, bool) {
+	actx, cancel := context.WithCancel(ctx)
+	limit := deadline
 	if !req.Stream {
-		actx, cancel = context.WithTimeout(ctx, c.attempt)
+		limit = time.Now().Add(c.attempt)
 	}
+	timer := time.AfterFunc(time.Until(limit), cancel)
 	u := c.servers[i] + req.Path
 	if len(req.Query) > 0 {
 		u += "?" + req.Query.Encode()
 	}
 	hr, err := http.NewRequestWithContext(actx, req.Method, u, bytes.NewReader(req.Body))
 	if err != nil {
+		timer.Stop()
 		cancel()
 		return nil, err, false
 	}
@@ -293,10 +314,12 @@ func (c *Client) attemptOnce(ctx context.Context, i int, req Request, header htt
 	}
 	resp, err := c.hc.Do(hr)
 	if err != nil {
+		timer.Stop()
 		cancel()
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
 			c.markDown(i)
+			return nil, fmt.Errorf("%s: %w (%v)", c.servers[i], errRefused, op.Err), true
 		}
 		return nil, fmt.Errorf("%s: %w", c.servers[i], err), true
 	}
@@ -305,10 +328,17 @@ func (c *Client) attemptOnce(ctx context.Context, i int, req Request, header htt
 		c.markUp(i)
 		out := &Response{Status: resp.StatusCode, Header: resp.Header, Server: c.servers[i]}
 		if req.Stream {
+			// From here on only ctx (and Close) end the stream.
+			if !timer.Stop() {
+				cancel()
+				resp.Body.Close()
+				return nil, fmt.Errorf("%s: %w", c.servers[i], context.DeadlineExceeded), true
+			}
 			out.Stream = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 			return out, nil, false
 		}
 		defer cancel()
+		defer timer.Stop()
 		defer resp.Body.Close()
 		out.Body, err = io.ReadAll(resp.Body)
 		if err != nil {
@@ -317,6 +347,7 @@ func (c *Client) attemptOnce(ctx context.Context, i int, req Request, header htt
 		return out, nil, false
 	}
 	defer cancel()
+	defer timer.Stop()
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	serr := statusError(resp.StatusCode, body)

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -142,5 +143,43 @@ func TestParseServers(t *testing.T) {
 		if _, err := ParseServers(bad); err == nil {
 			t.Errorf("%q: want an error", bad)
 		}
+	}
+}
+
+// A streamed body outlives RetryFor and Do itself: only ctx or Close end it.
+func TestStreamOutlivesTheRetryDeadline(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("first\n"))
+		w.(http.Flusher).Flush()
+		<-release
+		w.Write([]byte("second\n"))
+	}))
+	defer srv.Close()
+	c, _ := New(Config{Servers: []string{srv.URL}, RetryFor: 50 * time.Millisecond})
+	resp, err := c.Do(context.Background(), Request{Method: http.MethodGet, Path: "/", Stream: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Stream.Close()
+	time.Sleep(150 * time.Millisecond) // well past RetryFor: the stream must still be open
+	close(release)
+	b, err := io.ReadAll(resp.Stream)
+	if err != nil || string(b) != "first\nsecond\n" {
+		t.Fatalf("stream cut short: %q, %v", b, err)
+	}
+}
+
+// When every server refuses connections the client says so quickly, naming
+// the cause, instead of retrying for the whole RetryFor.
+func TestDownClusterFailsFastWithTheCause(t *testing.T) {
+	c, _ := New(Config{Servers: []string{deadServer(t), deadServer(t)}, RetryFor: time.Minute})
+	start := time.Now()
+	_, err := c.Get(context.Background(), api.ConfigMap, "default", "a", false)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("want connection refused, got %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %s to report a down cluster", d)
 	}
 }

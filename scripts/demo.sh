@@ -13,6 +13,7 @@ export ORCH_ADDR=http://127.0.0.11:7400,http://127.0.0.12:7400,http://127.0.0.13
 say()  { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run()  { printf '$ %s\n' "$*"; "$@"; }
 fail() { echo "demo failed: $*" >&2; exit 1; }
+trap 'fail "line $LINENO: $BASH_COMMAND"' ERR
 
 down() {
   for f in "$DEMO"/*.pid; do
@@ -29,9 +30,10 @@ if [[ "${1:-}" == down ]]; then down; echo "demo cluster stopped and removed"; e
 start_server() { # name ip
   local name=$1 ip=$2 join=()
   [[ $ip != "${IPS[0]}" ]] && join=(--join "${IPS[0]}")
-  setsid "$BIN/orchd" agent --server --name "$name" --bind "$ip" --data-dir "$DEMO/$name" \
+  # Started from a subshell, so this shell reports nothing when one is killed.
+  (setsid "$BIN/orchd" agent --server --name "$name" --bind "$ip" --data-dir "$DEMO/$name" \
     --bootstrap-expect 3 "${join[@]}" >>"$DEMO/$name.log" 2>&1 < /dev/null &
-  echo $! > "$DEMO/$name.pid"
+   echo $! > "$DEMO/$name.pid")
 }
 
 wait_for() { # seconds description command...
@@ -42,10 +44,8 @@ wait_for() { # seconds description command...
 
 # list-peers -o json, flattened to one peer per line whatever the indentation.
 peers()  { "$BIN/orchctl" operator raft list-peers -o json | tr -d ' \n' | tr '}' '\n'; }
-leader() { peers | grep '"leader":true' | sed 's/.*"id":"\([^"]*\)".*/\1/'; }
+leader() { { peers || true; } | sed -n 's/.*"id":"\([^"]*\)".*"leader":true.*/\1/p'; }
 voters() { [[ $(peers | grep -c '"voter":true') -eq $1 ]]; }
-
-if [[ "${1:-}" == __leader ]]; then leader; exit 0; fi
 
 down
 mkdir -p "$DEMO"
@@ -65,8 +65,9 @@ OLD=$(leader)
 [[ -n "$OLD" ]] || fail "no leader"
 say "Killing the leader ($OLD) with kill -9"
 run kill -9 "$(cat "$DEMO/$OLD.pid")"
-wait_for 20 "a new leader" bash -c "[[ -n \$($0 __leader) && \$($0 __leader) != $OLD ]]"
-NEW=$(leader)
+NEW=""
+for _ in $(seq 200); do NEW=$(leader); [[ -n "$NEW" && "$NEW" != "$OLD" ]] && break; sleep 0.1; done
+[[ -n "$NEW" && "$NEW" != "$OLD" ]] || fail "no new leader after killing $OLD"
 run "$BIN/orchctl" operator raft list-peers
 echo "new leader: $NEW"
 

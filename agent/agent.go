@@ -39,6 +39,7 @@ type Agent struct {
 	httpServer *http.Server
 	peerClient *http.Client // server-to-server calls (forwarding, status)
 
+	proposer  *proposer  // batches concurrent writes into Raft entries
 	verifier  *coalescer // batches VerifyLeader rounds for linearizable reads
 	readIndex *coalescer // batches a follower's read-index requests
 
@@ -84,6 +85,7 @@ func New(cfg Config) (*Agent, error) {
 		return 0, a.raft.VerifyLeader().Error()
 	})
 	a.readIndex = newCoalescer(a.fetchReadIndex)
+	a.proposer = newProposer(a)
 	return a, nil
 }
 
@@ -149,6 +151,7 @@ func (a *Agent) Start() error {
 		autopilot.WithReconcileInterval(time.Second), autopilot.WithUpdateInterval(time.Second))
 
 	a.goRun(a.monitorLeadership)
+	a.goRun(a.proposer.run)
 	a.goRun(func() { g.joinLoop(cfg.Join, DefaultGossipPort, a.stop) })
 	a.goRun(a.rememberPeersLoop)
 	if cfg.BootstrapExpect > 0 && !node.hadState {

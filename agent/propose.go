@@ -2,11 +2,9 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/hashicorp/raft"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -27,24 +25,10 @@ func stampNew(obj api.Object, now time.Time) {
 	obj.SetDeletionGracePeriodSeconds(nil)
 }
 
-// propose commits cmd through Raft; this server must be the leader.
+// propose commits cmd through Raft, batched with other concurrent writes;
+// this server must be the leader.
 func (a *Agent) propose(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
-	timeout := a.cfg.LeaderWait
-	if d, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(d))
-	}
-	f := a.raft.Apply(fsm.Encode(cmd), timeout)
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrLeadershipLost) {
-			return nil, errOutcomeUnknown
-		}
-		return nil, err
-	}
-	res, ok := f.Response().(*fsm.Result)
-	if !ok || res == nil {
-		return nil, fmt.Errorf("raft apply returned %T", f.Response())
-	}
-	return res, res.Err
+	return a.proposer.propose(ctx, cmd)
 }
 
 // proposeObject encodes obj into a Create or Update command and proposes it.

@@ -61,7 +61,9 @@ func (a *applier) apply(cmd Command) *Result {
 	case *Batch:
 		res := &Result{Batch: make([]*Result, len(c.Commands))}
 		for i, sub := range c.Commands {
-			res.Batch[i] = a.apply(sub)
+			// Each command of a batch keeps its own request ID: the API
+			// server batches independent clients' writes.
+			res.Batch[i] = a.applyOnce(sub)
 		}
 		return res
 	}

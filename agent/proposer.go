@@ -129,4 +129,3 @@ func (p *proposer) apply(batch []*proposal) {
 		}
 	}()
 }
-

@@ -103,6 +103,9 @@ type Options struct {
 	Args    []string // extra orchd agent flags for every server
 	// Fast uses short Raft timeouts so elections take a fraction of a second.
 	Fast bool
+	// LogLevel of the servers (default debug, which tests want to read;
+	// benchmarks use info so that logging does not cost what they measure).
+	LogLevel string
 }
 
 // Cluster is a set of orchd servers.
@@ -188,7 +191,11 @@ func (c *Cluster) newServerWithToken(i, expect int, bootstrap bool, token string
 	name := fmt.Sprintf("s%d", i+1)
 	ip := fmt.Sprintf("%s%d", c.prefix, 11+i)
 	s := &Server{Name: name, IP: ip, DataDir: filepath.Join(c.dir, name), LogPath: filepath.Join(c.dir, name+".log"), bin: filepath.Join(c.bin, "orchd")}
-	s.args = []string{"agent", "--server", "--name", name, "--bind", ip, "--data-dir", s.DataDir, "--log-level", "debug"}
+	level := c.opts.LogLevel
+	if level == "" {
+		level = "debug"
+	}
+	s.args = []string{"agent", "--server", "--name", name, "--bind", ip, "--data-dir", s.DataDir, "--log-level", level}
 	if bootstrap {
 		s.args = append(s.args, "--bootstrap-expect", fmt.Sprint(expect))
 	}
@@ -284,6 +291,16 @@ func (s *Server) signal(sig syscall.Signal) {
 		cmd.Process.Kill()
 		<-done
 	}
+}
+
+// PID is the process ID, 0 when not running.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Running reports whether the process is up.

@@ -50,7 +50,7 @@ demo-down:
 
 bench: build
 	@scripts/deps.sh base bench
-	@scripts/bench.sh
+	@scripts/bench.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BIN)

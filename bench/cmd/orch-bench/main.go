@@ -1,0 +1,139 @@
+// Command orch-bench runs orch's benchmark suite (see BENCHMARKS.md): write
+// throughput side by side with etcd, list latency, watch fan-out, server
+// memory, and snapshot/restore times. It prints a markdown summary to
+// stdout and, with -json, writes every run's raw figures.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"orch.dev/orch/bench/suite"
+)
+
+var allSuites = []string{"write", "list", "watch", "rss", "snapshot"}
+
+func main() {
+	suites := flag.String("suite", strings.Join(allSuites, ","), "comma-separated suites to run: "+strings.Join(allSuites, ", "))
+	runs := flag.Int("runs", 5, "runs of every measurement (figures are the median over runs, with their range)")
+	duration := flag.Duration("duration", 10*time.Second, "measurement window of each write run")
+	warmup := flag.Duration("warmup", 2*time.Second, "warm-up before each write run's window")
+	clients := flag.String("clients", "1,16,256", "concurrent clients of the write runs")
+	lists := flag.Int("lists", 200, "lists per read mode per run (list suite)")
+	typedLists := flag.Int("typed-lists", 10, "lists decoded by client.List per read mode per run (list suite)")
+	watchers := flag.Int("watchers", 100, "watchers (watch suite)")
+	watchWrites := flag.Int("watch-writes", 300, "writes per run (watch suite)")
+	watchRate := flag.Float64("watch-rate", 20, "writes per second (watch suite)")
+	writers := flag.Int("load-writers", 256, "concurrent writers when loading objects")
+	snapshots := flag.Int("snapshots", 3, "API snapshot saves per run (snapshot suite)")
+	jsonOut := flag.String("json", "", "write raw results to this file")
+	mdOut := flag.String("md", "", "also write the markdown summary to this file")
+	profile := flag.String("profile", "", "save profiles of orch servers (first run: leader CPU at the most write clients and during a snapshot save; heap at the largest state) into this directory")
+	verbose := flag.Bool("v", false, "print the cluster harness's messages")
+	small := flag.Bool("small", false, "check the suite itself: 1,000 and 5,000 objects instead of 10,000 and 100,000 (figures are not comparable)")
+	flag.Parse()
+
+	selected := map[string]bool{}
+	for _, s := range strings.Split(*suites, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allSuites, s) {
+			fmt.Fprintf(os.Stderr, "orch-bench: unknown suite %q (have %s)\n", s, strings.Join(allSuites, ", "))
+			os.Exit(2)
+		}
+		selected[s] = true
+	}
+	var clientCounts []int
+	for _, s := range strings.Split(*clients, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "orch-bench: -clients: %q is not a positive number\n", s)
+			os.Exit(2)
+		}
+		clientCounts = append(clientCounts, n)
+	}
+	if *small {
+		suite.ListObjects, suite.BulkObjects = 1_000, 5_000
+	}
+	if *runs < 1 {
+		fmt.Fprintln(os.Stderr, "orch-bench: -runs must be at least 1")
+		os.Exit(2)
+	}
+
+	env, err := suite.NewEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "orch-bench:", err)
+		os.Exit(1)
+	}
+	defer env.Close()
+	env.Verbose = *verbose
+
+	res := &suite.Results{Started: time.Now(), Args: os.Args[1:], Runs: *runs}
+	for _, s := range allSuites {
+		if selected[s] {
+			res.Suites = append(res.Suites, s)
+		}
+	}
+	sharing := suite.WatchSharing()
+	defer sharing.Stop()
+	progress := func(msg string) {
+		la := suite.LoadAvg()
+		res.LoadAvgs = append(res.LoadAvgs, la)
+		fmt.Fprintf(os.Stderr, "%s [load %.1f, other work %.2f cores] %s\n", time.Now().Format("15:04:05"), la, sharing.Recent(), msg)
+	}
+	res.Host = suite.DescribeHost(env)
+	progress(fmt.Sprintf("machine: %d cores, %.0f GiB, fsync p50 %.2f ms; etcd %s", res.Host.Cores, res.Host.MemGiB, res.Host.FsyncP50Ms, res.Host.Etcd))
+
+	// save writes what was measured so far, so that a failure in a later
+	// suite does not lose the earlier ones.
+	save := func() {
+		res.Finished = time.Now()
+		res.OtherCores, res.OtherCoresPeak = sharing.Summary()
+		var md bytes.Buffer
+		res.Markdown(&md)
+		if *mdOut != "" {
+			if err := os.WriteFile(*mdOut, md.Bytes(), 0o644); err != nil {
+				env.Fatal(err)
+			}
+		}
+		if *jsonOut != "" {
+			b, err := json.MarshalIndent(res, "", "  ")
+			if err != nil {
+				env.Fatal(err)
+			}
+			if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+				env.Fatal(err)
+			}
+		}
+	}
+	if selected["write"] {
+		res.Write, res.Idle = suite.Write(env, suite.WriteConfig{Runs: *runs, Clients: clientCounts, Warmup: *warmup, Duration: *duration, ProfileDir: *profile}, progress)
+		save()
+	}
+	if selected["list"] || selected["watch"] || selected["rss"] || selected["snapshot"] {
+		d := suite.Data(env, suite.DataConfig{
+			Runs: *runs, List: selected["list"], Watch: selected["watch"], RSS: selected["rss"], Snapshot: selected["snapshot"],
+			Lists: *lists, TypedLists: *typedLists, Writers: *writers, Snapshots: *snapshots, ProfileDir: *profile,
+			WatchCfg: suite.WatchConfig{Watchers: *watchers, Writes: *watchWrites, Rate: *watchRate},
+		}, progress)
+		res.Data = &d
+		save()
+	}
+	if selected["snapshot"] {
+		build, inproc := suite.InProc(env, suite.BulkObjects, *runs, progress)
+		res.InProcInfo, res.InProc = &build, inproc
+	}
+	save()
+	var md bytes.Buffer
+	res.Markdown(&md)
+	os.Stdout.Write(md.Bytes())
+}

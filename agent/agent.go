@@ -85,7 +85,7 @@ func New(cfg Config) (*Agent, error) {
 		return 0, a.raft.VerifyLeader().Error()
 	})
 	a.readIndex = newCoalescer(a.fetchReadIndex)
-	a.proposer = newProposer(a)
+	a.proposer = newProposer(func(data []byte) raft.ApplyFuture { return a.raft.Apply(data, a.cfg.LeaderWait) }, a.stop, maxInflight)
 	return a, nil
 }
 

@@ -23,6 +23,10 @@ func (a *Agent) serveVersion(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// readyLag is how many committed entries a server may still have to apply
+// and be ready; a restarted server is not ready until it has caught up.
+const readyLag = 100
+
 func (a *Agent) serveReady(w http.ResponseWriter, r *http.Request) {
 	_, leader := a.raft.LeaderWithID()
 	switch {
@@ -30,7 +34,7 @@ func (a *Agent) serveReady(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 	case leader == "":
 		http.Error(w, "no cluster leader", http.StatusServiceUnavailable)
-	case a.raft.AppliedIndex()+1000 < a.raft.CommitIndex():
+	case a.raft.AppliedIndex()+readyLag < a.raft.CommitIndex():
 		http.Error(w, "catching up with the leader", http.StatusServiceUnavailable)
 	default:
 		fmt.Fprintln(w, "ok")

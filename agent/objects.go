@@ -1,7 +1,7 @@
 package agent
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -172,33 +172,33 @@ func (a *Agent) serveList(w http.ResponseWriter, r *http.Request, info requestIn
 		return
 	}
 	m := &matcher{kind: info.Kind, namespace: info.Namespace, labels: ls, fields: fs}
-	var items bytes.Buffer
-	n, last, more := 0, "", false
+	// The items come first (a page needs its continue token, known only at
+	// its end); they are the cached encodings, referenced, not copied.
+	var items [][]byte
+	last, more := "", false
 	m.each(view, after, func(rec *fsm.Record) bool {
-		if limit > 0 && n == limit {
+		if limit > 0 && len(items) == limit {
 			more = true
 			return false
 		}
-		if n > 0 {
-			items.WriteByte(',')
-		}
-		items.Write(rec.JSON())
-		n++
+		items = append(items, rec.JSON())
 		last = rec.Key
 		return true
 	})
-	next := ""
-	if more {
-		next = base64.RawURLEncoding.EncodeToString([]byte(last))
-	}
 	meta := fmt.Sprintf(`{"resourceVersion":"%d"`, view.Index())
-	if next != "" {
-		meta += fmt.Sprintf(`,"continue":%q`, next)
+	if more {
+		meta += fmt.Sprintf(`,"continue":%q`, base64.RawURLEncoding.EncodeToString([]byte(last)))
 	}
-	var out bytes.Buffer
-	out.Grow(items.Len() + 128)
-	fmt.Fprintf(&out, `{"kind":%q,"apiVersion":%q,"metadata":%s},"items":[`, info.Kind.ListKind(), info.Kind.APIVersion(), meta)
-	out.Write(items.Bytes())
-	out.WriteString("]}")
-	writeRaw(w, http.StatusOK, out.Bytes())
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	fmt.Fprintf(bw, `{"kind":%q,"apiVersion":%q,"metadata":%s},"items":[`, info.Kind.ListKind(), info.Kind.APIVersion(), meta)
+	for i, b := range items {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(b)
+	}
+	bw.WriteString("]}\n")
+	bw.Flush()
 }

@@ -11,10 +11,14 @@ import (
 )
 
 // Batching limits: one Raft entry carries at most this many commands or
-// about this many bytes.
+// about this many bytes, and at most maxInflight entries are proposed and
+// not yet committed. While that many are in flight, new writes queue up
+// and form the next entry, so batches grow with the load by themselves
+// while a lone write still goes out at once.
 const (
 	maxBatchCommands = 512
 	maxBatchBytes    = 1 << 20
+	maxInflight      = 2
 )
 
 // proposer turns the writes that arrive while Raft is busy into one Raft
@@ -22,8 +26,10 @@ const (
 // encoding, follower decoding) are paid once per batch rather than once per
 // write. Each command keeps its own result and request ID.
 type proposer struct {
-	a  *Agent
-	in chan *proposal
+	apply    func(data []byte) raft.ApplyFuture // raft.Apply
+	stop     <-chan struct{}
+	in       chan *proposal
+	inflight chan struct{} // one token per uncommitted entry
 }
 
 type proposal struct {
@@ -37,8 +43,8 @@ type proposalResult struct {
 	err error
 }
 
-func newProposer(a *Agent) *proposer {
-	return &proposer{a: a, in: make(chan *proposal, 4*maxBatchCommands)}
+func newProposer(apply func([]byte) raft.ApplyFuture, stop <-chan struct{}, inflight int) *proposer {
+	return &proposer{apply: apply, stop: stop, in: make(chan *proposal, 4*maxBatchCommands), inflight: make(chan struct{}, inflight)}
 }
 
 // propose commits cmd through Raft; this server must be the leader.
@@ -48,7 +54,7 @@ func (p *proposer) propose(ctx context.Context, cmd fsm.Command) (*fsm.Result, e
 	case p.in <- pr:
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	case <-p.a.stop:
+	case <-p.stop:
 		return nil, errShuttingDown
 	}
 	select {
@@ -62,39 +68,63 @@ func (p *proposer) propose(ctx context.Context, cmd fsm.Command) (*fsm.Result, e
 }
 
 func (p *proposer) run() {
+	var carry *proposal
 	for {
-		var first *proposal
 		select {
-		case first = <-p.in:
-		case <-p.a.stop:
+		case p.inflight <- struct{}{}:
+		case <-p.stop:
 			return
 		}
-		batch := []*proposal{first}
-		size := len(first.data)
-		// A Batch command (delete-collection, controllers) travels alone.
-		if _, nested := first.cmd.(*fsm.Batch); !nested {
-		drain:
-			for len(batch) < maxBatchCommands && size < maxBatchBytes {
-				select {
-				case pr := <-p.in:
-					if _, nested := pr.cmd.(*fsm.Batch); nested {
-						p.apply([]*proposal{pr})
-						continue
-					}
-					batch = append(batch, pr)
-					size += len(pr.data)
-				default:
-					break drain
-				}
-			}
+		var batch []*proposal
+		batch, carry = p.gather(carry)
+		if batch == nil {
+			return
 		}
-		p.apply(batch)
+		p.commit(batch)
 	}
 }
 
-// apply hands the batch to Raft and answers each proposal when it commits;
-// the next batch is formed meanwhile.
-func (p *proposer) apply(batch []*proposal) {
+// gather collects the proposals of the next entry: the carried one or the
+// next to arrive, then whatever is queued. A Batch command (delete
+// collection, controllers) travels alone; one met while draining is
+// returned to be carried into the following entry, keeping arrival order.
+func (p *proposer) gather(carry *proposal) (batch []*proposal, next *proposal) {
+	first := carry
+	if first == nil {
+		select {
+		case first = <-p.in:
+		case <-p.stop:
+			return nil, nil
+		}
+	}
+	batch = []*proposal{first}
+	if isBatch(first) {
+		return batch, nil
+	}
+	size := len(first.data)
+	for len(batch) < maxBatchCommands && size < maxBatchBytes {
+		select {
+		case pr := <-p.in:
+			if isBatch(pr) {
+				return batch, pr
+			}
+			batch = append(batch, pr)
+			size += len(pr.data)
+		default:
+			return batch, nil
+		}
+	}
+	return batch, nil
+}
+
+func isBatch(pr *proposal) bool {
+	_, ok := pr.cmd.(*fsm.Batch)
+	return ok
+}
+
+// commit hands the batch to Raft and answers each proposal when it
+// commits; the next batch is formed meanwhile.
+func (p *proposer) commit(batch []*proposal) {
 	data := batch[0].data
 	if len(batch) > 1 {
 		cmds := make([]fsm.Command, len(batch))
@@ -103,9 +133,10 @@ func (p *proposer) apply(batch []*proposal) {
 		}
 		data = fsm.Encode(&fsm.Batch{Commands: cmds})
 	}
-	f := p.a.raft.Apply(data, p.a.cfg.LeaderWait)
+	f := p.apply(data)
 	go func() {
 		err := f.Error()
+		<-p.inflight
 		if errors.Is(err, raft.ErrLeadershipLost) {
 			err = errOutcomeUnknown
 		}

@@ -49,9 +49,10 @@ type Watcher struct {
 	mu  sync.Mutex
 	err error
 
-	known  map[string]api.Object // current objects by key, for relists
-	lastRV uint64
-	atLast map[string]bool // keys delivered at lastRV (batched entries share one)
+	known   map[string]api.Object // current objects by key, for relists
+	lastRV  uint64
+	atLast  map[string]bool // keys delivered at lastRV (batched entries share one)
+	pending []Event         // computed by a relist, not yet delivered
 }
 
 // Watch starts watching objects of kind k in namespace ("" for all).
@@ -97,8 +98,9 @@ func rvOf(obj api.Object) uint64 {
 	return rv
 }
 
-// relist lists the current state and emits what changed since the last
-// known state (pending events are delivered before relist returns).
+// relist lists the current state and queues what changed since the last
+// known state; run delivers the queue before it watches again (so Watch
+// itself never blocks on a consumer that has not started reading).
 func (w *Watcher) relist(ctx context.Context) error {
 	opts := w.opts
 	opts.Continue, opts.ResourceVersion = "", ""
@@ -128,14 +130,22 @@ func (w *Watcher) relist(ctx context.Context) error {
 	}
 	w.lastRV, _ = strconv.ParseUint(list.ResourceVersion, 10, 64)
 	w.atLast = map[string]bool{}
-	for _, e := range out {
+	w.pending = append(w.pending, out...)
+	return nil
+}
+
+// deliver sends the queued events.
+func (w *Watcher) deliver(ctx context.Context) bool {
+	for len(w.pending) > 0 {
 		select {
-		case w.events <- e:
+		case w.events <- w.pending[0]:
+			w.pending = w.pending[1:]
 		case <-ctx.Done():
-			return ctx.Err()
+			return false
 		}
 	}
-	return nil
+	w.pending = nil
+	return true
 }
 
 func (w *Watcher) run(ctx context.Context) {
@@ -143,6 +153,9 @@ func (w *Watcher) run(ctx context.Context) {
 	defer close(w.events)
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
+		if !w.deliver(ctx) {
+			return
+		}
 		err := w.stream(ctx)
 		if ctx.Err() != nil {
 			return

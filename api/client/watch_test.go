@@ -110,3 +110,39 @@ func TestWatcherResumesAndRelists(t *testing.T) {
 		t.Fatalf("watch resourceVersions %v, want [6 7 ...]", f.rvs)
 	}
 }
+
+// Watch returns before its consumer reads, however many objects the
+// initial list holds.
+func TestWatchDoesNotBlockOnALargeInitialList(t *testing.T) {
+	var items []string
+	for i := range 1000 {
+		items = append(items, cm(fmt.Sprintf("cm-%d", i), i+1))
+	}
+	f := &fakeWatchServer{lists: []string{list(1000, items...)}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	c := newClient(t, srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	returned := make(chan *Watcher, 1)
+	go func() {
+		w, err := c.Watch(ctx, api.ConfigMap, "default", ListOptions{})
+		if err != nil {
+			t.Error(err)
+		}
+		returned <- w
+	}()
+	var w *Watcher
+	select {
+	case w = <-returned:
+	case <-ctx.Done():
+		t.Fatal("Watch blocked before anyone read its events")
+	}
+	defer w.Stop()
+	for i := range 1000 {
+		e := <-w.Events()
+		if e.Type != Added || e.Object.GetName() != fmt.Sprintf("cm-%d", i) {
+			t.Fatalf("event %d: %s %s", i, e.Type, e.Object.GetName())
+		}
+	}
+}

@@ -55,7 +55,12 @@ func Write(w io.Writer, meta Meta, state io.Reader, size int64) error {
 	if err != nil {
 		return err
 	}
-	gz := gzip.NewWriter(w)
+	// Fast compression: snapshots are saved while the cluster serves, and
+	// the default level spent most of the save's CPU for little gain.
+	gz, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	if err != nil {
+		return err
+	}
 	tw := tar.NewWriter(gz)
 	sums := map[string]string{}
 	add := func(name string, size int64, r io.Reader) error {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -90,7 +91,32 @@ func (a *Agent) serveGet(w http.ResponseWriter, r *http.Request, info requestInf
 		writeError(w, apierrors.NewNotFound(groupResource(info.Kind), info.Name))
 		return
 	}
-	writeRaw(w, http.StatusOK, rec.JSON())
+	writeObject(w, r, http.StatusOK, rec)
+}
+
+// writeObject answers with rec in the encoding the client accepts: JSON,
+// or Kubernetes' protobuf (which Go clients ask for).
+func writeObject(w http.ResponseWriter, r *http.Request, code int, rec *fsm.Record) {
+	if !api.IsProtobuf(r.Header.Get("Accept")) {
+		writeRaw(w, code, rec.JSON())
+		return
+	}
+	b, err := api.EncodeProto(rec.Kind, rec.Obj)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", api.ProtobufContentType)
+	w.WriteHeader(code)
+	w.Write(b)
+}
+
+// decodeBody reads a request object of kind k in the body's encoding.
+func decodeBody(k *api.Kind, r *http.Request, body []byte) (api.Object, error) {
+	if api.IsProtobuf(r.Header.Get("Content-Type")) {
+		return api.DecodeProto(k, body)
+	}
+	return api.DecodeJSON(k, body)
 }
 
 // selectors parses labelSelector and fieldSelector.
@@ -174,17 +200,21 @@ func (a *Agent) serveList(w http.ResponseWriter, r *http.Request, info requestIn
 	m := &matcher{kind: info.Kind, namespace: info.Namespace, labels: ls, fields: fs}
 	// The items come first (a page needs its continue token, known only at
 	// its end); they are the cached encodings, referenced, not copied.
-	var items [][]byte
+	var items []*fsm.Record
 	last, more := "", false
 	m.each(view, after, func(rec *fsm.Record) bool {
 		if limit > 0 && len(items) == limit {
 			more = true
 			return false
 		}
-		items = append(items, rec.JSON())
+		items = append(items, rec)
 		last = rec.Key
 		return true
 	})
+	if api.IsProtobuf(r.Header.Get("Accept")) {
+		writeProtoList(w, info.Kind, view, items, more, last)
+		return
+	}
 	meta := fmt.Sprintf(`{"resourceVersion":"%d"`, view.Index())
 	if more {
 		meta += fmt.Sprintf(`,"continue":%q`, base64.RawURLEncoding.EncodeToString([]byte(last)))
@@ -193,12 +223,36 @@ func (a *Agent) serveList(w http.ResponseWriter, r *http.Request, info requestIn
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	fmt.Fprintf(bw, `{"kind":%q,"apiVersion":%q,"metadata":%s},"items":[`, info.Kind.ListKind(), info.Kind.APIVersion(), meta)
-	for i, b := range items {
+	for i, rec := range items {
 		if i > 0 {
 			bw.WriteByte(',')
 		}
-		bw.Write(b)
+		bw.Write(rec.JSON())
 	}
 	bw.WriteString("]}\n")
 	bw.Flush()
+}
+
+func writeProtoList(w http.ResponseWriter, k *api.Kind, view *fsm.View, items []*fsm.Record, more bool, last string) {
+	meta := metav1.ListMeta{ResourceVersion: strconv.FormatUint(view.Index(), 10)}
+	if more {
+		meta.Continue = base64.RawURLEncoding.EncodeToString([]byte(last))
+	}
+	raw := make([][]byte, len(items))
+	for i, rec := range items {
+		b, err := rec.Obj.Marshal()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		raw[i] = b
+	}
+	b, err := api.EncodeProtoList(k, meta, raw)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", api.ProtobufContentType)
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
 }

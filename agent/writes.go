@@ -40,7 +40,7 @@ func (a *Agent) serveCreate(w http.ResponseWriter, r *http.Request, info request
 		return
 	}
 	k := info.Kind
-	obj, err := api.DecodeJSON(k, body)
+	obj, err := decodeBody(k, r, body)
 	if err != nil {
 		writeError(w, apierrors.NewBadRequest(err.Error()))
 		return
@@ -71,18 +71,18 @@ func (a *Agent) serveCreate(w http.ResponseWriter, r *http.Request, info request
 		writeError(w, err)
 		return
 	}
-	writeRecord(w, http.StatusCreated, k, obj.GetName(), res)
+	writeRecord(w, r, http.StatusCreated, k, obj.GetName(), res)
 }
 
 // writeRecord answers with the object a write produced. A retried write
 // whose first attempt was applied (res.Duplicate) answers with the object's
 // current state, or NotFound if it has been deleted since.
-func writeRecord(w http.ResponseWriter, code int, k *api.Kind, name string, res *fsm.Result) {
+func writeRecord(w http.ResponseWriter, r *http.Request, code int, k *api.Kind, name string, res *fsm.Result) {
 	if res.Record == nil {
 		writeError(w, apierrors.NewNotFound(groupResource(k), name))
 		return
 	}
-	writeRaw(w, code, res.Record.JSON())
+	writeObject(w, r, code, res.Record)
 }
 
 // resetStatusOnCreate drops a status given on create, as Kubernetes does for
@@ -111,7 +111,7 @@ func (a *Agent) serveUpdate(w http.ResponseWriter, r *http.Request, info request
 	if !a.onLeader(w, r, body) {
 		return
 	}
-	obj, err := api.DecodeJSON(info.Kind, body)
+	obj, err := decodeBody(info.Kind, r, body)
 	if err != nil {
 		writeError(w, apierrors.NewBadRequest(err.Error()))
 		return
@@ -225,7 +225,7 @@ func (a *Agent) writeUpdate(w http.ResponseWriter, r *http.Request, info request
 			writeError(w, err)
 			return
 		}
-		writeRecord(w, http.StatusOK, k, info.Name, res)
+		writeRecord(w, r, http.StatusOK, k, info.Name, res)
 		return
 	}
 }
@@ -337,7 +337,7 @@ func (a *Agent) serveDelete(w http.ResponseWriter, r *http.Request, info request
 		writeJSON(w, http.StatusOK, deletedStatus(k, res))
 		return
 	}
-	writeRecord(w, http.StatusOK, k, info.Name, res)
+	writeRecord(w, r, http.StatusOK, k, info.Name, res)
 }
 
 // serveDeleteCollection deletes every matching object, in batches of

@@ -45,9 +45,11 @@ func objErr(sentinel error, k *api.Kind, ns, name, format string, args ...any) *
 var protectedNamespaces = map[string]bool{"default": true, "kube-system": true, "kube-public": true}
 
 type applier struct {
-	txn    *memdb.Txn
-	index  uint64
-	events []Event
+	txn      *memdb.Txn
+	index    uint64
+	events   []Event
+	requests *requestQueue
+	window   uint64 // RequestWindow (smaller in tests)
 }
 
 func (a *applier) apply(cmd Command) *Result {

@@ -30,6 +30,11 @@ type FSM struct {
 	halt    func(error)
 	db      atomic.Pointer[memdb.MemDB]
 	history *History
+	// requests orders the remembered request IDs for pruning; only the
+	// apply goroutine touches it.
+	requests *requestQueue
+	// requestWindow is RequestWindow; package tests shrink it.
+	requestWindow uint64
 
 	applied  atomic.Uint64
 	mu       sync.Mutex
@@ -54,7 +59,7 @@ func New(cfg Config) *FSM {
 			panic(fmt.Sprintf("orch FSM halted to avoid diverging from its peers: %v (upgrade this server)", err))
 		}
 	}
-	f := &FSM{logger: cfg.Logger, halt: cfg.Halt, history: NewHistory(cfg.HistorySize), advanced: make(chan struct{})}
+	f := &FSM{logger: cfg.Logger, halt: cfg.Halt, history: NewHistory(cfg.HistorySize), advanced: make(chan struct{}), requests: &requestQueue{}, requestWindow: RequestWindow}
 	f.db.Store(newDB())
 	return f
 }
@@ -103,7 +108,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if len(logs) == 0 {
 		return results
 	}
-	a := &applier{txn: f.db.Load().Txn(true)}
+	a := &applier{txn: f.db.Load().Txn(true), requests: f.requests, window: f.requestWindow}
 	for i, l := range logs {
 		a.index = l.Index
 		if l.Type != raft.LogCommand {

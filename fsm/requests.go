@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -16,10 +18,7 @@ import (
 // the same entry.
 const RequestWindow = 200_000
 
-const (
-	tableRequests = "requests"
-	indexIndex    = "index"
-)
+const tableRequests = "requests"
 
 // Request records a successfully applied write that carried a request ID.
 type Request struct {
@@ -34,9 +33,46 @@ type Request struct {
 
 func requestsTable() *memdb.TableSchema {
 	return &memdb.TableSchema{Name: tableRequests, Indexes: map[string]*memdb.IndexSchema{
-		indexID:    {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
-		indexIndex: {Name: indexIndex, Indexer: &memdb.UintFieldIndex{Field: "Index"}},
+		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
 	}}
+}
+
+// requestQueue holds the remembered requests in the order they were
+// applied, so that the oldest are forgotten without a second index. It is
+// derived from the requests table (rebuilt on restore) and only Apply,
+// which is single-threaded and always commits, changes it.
+type requestQueue struct {
+	items []*Request
+	head  int
+}
+
+func (q *requestQueue) push(r *Request) { q.items = append(q.items, r) }
+
+// popOlderThan removes and returns the requests applied before cutoff.
+func (q *requestQueue) popOlderThan(cutoff uint64, fn func(*Request)) {
+	for q.head < len(q.items) && q.items[q.head].Index < cutoff {
+		fn(q.items[q.head])
+		q.items[q.head] = nil
+		q.head++
+	}
+	if q.head > 4096 && q.head > len(q.items)/2 {
+		q.items = append(q.items[:0], q.items[q.head:]...)
+		q.head = 0
+	}
+}
+
+// rebuildRequestQueue orders a restored requests table by index.
+func rebuildRequestQueue(db *memdb.MemDB) *requestQueue {
+	q := &requestQueue{}
+	it, err := db.Txn(false).Get(tableRequests, indexID)
+	if err != nil {
+		panic(err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		q.items = append(q.items, raw.(*Request))
+	}
+	slices.SortFunc(q.items, func(a, b *Request) int { return cmp.Compare(a.Index, b.Index) })
+	return q
 }
 
 // Request returns the record of an applied request ID, or nil.
@@ -76,25 +112,21 @@ func (a *applier) applyOnce(cmd Command) *Result {
 	if err := a.txn.Insert(tableRequests, req); err != nil {
 		panic(err)
 	}
+	a.requests.push(req)
 	a.pruneRequests()
 	return res
 }
 
 // pruneRequests forgets request IDs older than the window.
 func (a *applier) pruneRequests() {
-	if a.index <= RequestWindow {
+	if a.index <= a.window {
 		return
 	}
-	cutoff := a.index - RequestWindow
-	for {
-		raw, err := a.txn.First(tableRequests, indexIndex)
-		if err != nil || raw == nil || raw.(*Request).Index >= cutoff {
-			return
-		}
-		if err := a.txn.Delete(tableRequests, raw); err != nil {
+	a.requests.popOlderThan(a.index-a.window, func(r *Request) {
+		if err := a.txn.Delete(tableRequests, r); err != nil {
 			panic(err)
 		}
-	}
+	})
 }
 
 // Request snapshot record fields.

@@ -126,6 +126,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.db.Store(db)
+	f.requests = rebuildRequestQueue(db)
 	f.history.reset(index)
 	f.setApplied(index)
 	f.logger.Info("restored snapshot", "index", index)

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,8 @@ type Client struct {
 
 	mu   sync.Mutex
 	down map[int]time.Time // servers that refused connections, until when to skip them
+	// rotations[i] lists the servers starting at i (shared, never modified).
+	rotations [][]int
 }
 
 // Headers shared with the server (see agent/forward.go).
@@ -121,6 +124,13 @@ func New(cfg Config) (*Client, error) {
 		}}
 	}
 	c.leader.Store(-1)
+	for i := range c.servers {
+		r := make([]int, len(c.servers))
+		for j := range r {
+			r[j] = (i + j) % len(c.servers)
+		}
+		c.rotations = append(c.rotations, r)
+	}
 	return c, nil
 }
 
@@ -134,6 +144,8 @@ type Request struct {
 	Query       url.Values
 	Body        []byte
 	ContentType string
+	// Accept is the encoding wanted for the answer (default JSON).
+	Accept string
 	// Stream leaves the response body open (watches, snapshots): the
 	// attempt timeout does not apply and the caller must close it.
 	Stream bool
@@ -154,10 +166,21 @@ func isWrite(method string) bool {
 	return method != http.MethodGet && method != http.MethodHead
 }
 
-func newRequestID() string {
-	b := make([]byte, 16)
+// Request IDs: a random prefix drawn once per process, then a counter, so
+// IDs are unique across clients and restarts without a syscall per write.
+var (
+	requestPrefix  = randomHex(12)
+	requestCounter atomic.Uint64
+)
+
+func randomHex(n int) string {
+	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+func newRequestID() string {
+	return requestPrefix + "-" + strconv.FormatUint(requestCounter.Add(1), 36)
 }
 
 // order returns the servers to try, best first.
@@ -165,6 +188,12 @@ func (c *Client) order(write bool) []int {
 	first := int(c.preferred.Load())
 	if l := int(c.leader.Load()); write && l >= 0 {
 		first = l
+	}
+	c.mu.Lock()
+	anyDown := len(c.down) > 0
+	c.mu.Unlock()
+	if !anyDown {
+		return c.rotations[first]
 	}
 	now := time.Now()
 	var up, down []int
@@ -307,7 +336,11 @@ func (c *Client) attemptOnce(ctx context.Context, deadline time.Time, i int, req
 	} else if req.Body != nil {
 		hr.Header.Set("Content-Type", "application/json")
 	}
-	hr.Header.Set("Accept", "application/json")
+	if req.Accept != "" {
+		hr.Header.Set("Accept", req.Accept)
+	} else {
+		hr.Header.Set("Accept", "application/json")
+	}
 	hr.Header.Set("User-Agent", c.agent)
 	if c.token != "" {
 		hr.Header.Set("Authorization", "Bearer "+c.token)

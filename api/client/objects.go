@@ -75,24 +75,46 @@ func decodeObject(k *api.Kind, b []byte) (api.Object, error) {
 	return obj, nil
 }
 
+// decodeResponse reads an object answer in whichever encoding the server
+// chose (protobuf when it honoured our Accept, JSON otherwise).
+func decodeResponse(k *api.Kind, resp *Response) (api.Object, error) {
+	if api.IsProtobuf(resp.Header.Get("Content-Type")) {
+		return api.DecodeProto(k, resp.Body)
+	}
+	return decodeObject(k, resp.Body)
+}
+
+// objectRequest is a call whose answer is an object (or list) of kind k:
+// Go clients speak Kubernetes' protobuf with the servers.
+func objectRequest(method, path string, q url.Values) Request {
+	return Request{Method: method, Path: path, Query: q, Accept: api.ProtobufContentType + ", application/json"}
+}
+
 // Get reads one object (linearizably unless stale).
 func (c *Client) Get(ctx context.Context, k *api.Kind, namespace, name string, stale bool) (api.Object, error) {
 	q := url.Values{}
 	if stale {
 		q.Set("stale", "true")
 	}
-	resp, err := c.Do(ctx, Request{Method: http.MethodGet, Path: k.ObjectPath(namespace, name), Query: q})
+	resp, err := c.Do(ctx, objectRequest(http.MethodGet, k.ObjectPath(namespace, name), q))
 	if err != nil {
 		return nil, err
 	}
-	return decodeObject(k, resp.Body)
+	return decodeResponse(k, resp)
 }
 
 // List reads a page of objects of kind k in namespace ("" for all).
 func (c *Client) List(ctx context.Context, k *api.Kind, namespace string, opts ListOptions) (*List, error) {
-	resp, err := c.Do(ctx, Request{Method: http.MethodGet, Path: k.Path(namespace), Query: opts.query()})
+	resp, err := c.Do(ctx, objectRequest(http.MethodGet, k.Path(namespace), opts.query()))
 	if err != nil {
 		return nil, err
+	}
+	if api.IsProtobuf(resp.Header.Get("Content-Type")) {
+		meta, items, err := api.DecodeProtoList(k, resp.Body)
+		if err != nil {
+			return nil, err
+		}
+		return &List{ResourceVersion: meta.ResourceVersion, Continue: meta.Continue, Items: items}, nil
 	}
 	var raw struct {
 		Metadata metav1.ListMeta   `json:"metadata"`
@@ -139,17 +161,28 @@ func (c *Client) write(ctx context.Context, method, path string, obj any, query 
 	return c.Do(ctx, Request{Method: method, Path: path, Body: body, Query: query})
 }
 
+// writeObject sends obj of kind k in protobuf and reads the answer.
+func (c *Client) writeObject(ctx context.Context, method, path string, k *api.Kind, obj api.Object) (api.Object, error) {
+	body, err := api.EncodeProto(k, obj)
+	if err != nil {
+		return nil, err
+	}
+	req := objectRequest(method, path, nil)
+	req.Body, req.ContentType = body, api.ProtobufContentType
+	resp, err := c.Do(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return decodeResponse(k, resp)
+}
+
 // Create creates obj (its kind comes from its apiVersion/kind).
 func (c *Client) Create(ctx context.Context, obj api.Object) (api.Object, error) {
 	k, err := kindOf(obj)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.write(ctx, http.MethodPost, k.Path(namespaceOf(k, obj)), obj, nil)
-	if err != nil {
-		return nil, err
-	}
-	return decodeObject(k, resp.Body)
+	return c.writeObject(ctx, http.MethodPost, k.Path(namespaceOf(k, obj)), k, obj)
 }
 
 func namespaceOf(k *api.Kind, obj api.Object) string {
@@ -174,11 +207,7 @@ func (c *Client) update(ctx context.Context, obj api.Object, sub string) (api.Ob
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.write(ctx, http.MethodPut, k.ObjectPath(namespaceOf(k, obj), obj.GetName())+sub, obj, nil)
-	if err != nil {
-		return nil, err
-	}
-	return decodeObject(k, resp.Body)
+	return c.writeObject(ctx, http.MethodPut, k.ObjectPath(namespaceOf(k, obj), obj.GetName())+sub, k, obj)
 }
 
 // Patch content types.
@@ -193,11 +222,13 @@ func (c *Client) Patch(ctx context.Context, k *api.Kind, namespace, name, patchT
 	if subresource != "" {
 		path += "/" + subresource
 	}
-	resp, err := c.Do(ctx, Request{Method: http.MethodPatch, Path: path, Body: patch, ContentType: patchType})
+	req := objectRequest(http.MethodPatch, path, nil)
+	req.Body, req.ContentType = patch, patchType
+	resp, err := c.Do(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	return decodeObject(k, resp.Body)
+	return decodeResponse(k, resp)
 }
 
 // DeleteOptions tune a delete.

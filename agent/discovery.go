@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
@@ -34,6 +37,10 @@ func (a *Agent) serveReady(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 	case leader == "":
 		http.Error(w, "no cluster leader", http.StatusServiceUnavailable)
+	case a.raft.State() != raft.Leader && time.Since(a.raft.LastContact()) > 2*a.cfg.Raft.HeartbeatTimeout:
+		// A restarted follower knows the leader's commit index only once
+		// the leader has reached it.
+		http.Error(w, "not in contact with the leader", http.StatusServiceUnavailable)
 	case a.raft.AppliedIndex()+readyLag < a.raft.CommitIndex():
 		http.Error(w, "catching up with the leader", http.StatusServiceUnavailable)
 	default:

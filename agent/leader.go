@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"orch.dev/orch/api"
@@ -83,7 +84,7 @@ func (a *Agent) leaderLoop(ctx context.Context) {
 	}
 	a.setLeaderReady(true)
 	defer a.setLeaderReady(false)
-	a.ensureNamespaces(ctx)
+	a.ensureSystemObjects(ctx)
 
 	a.pilot.Start(ctx)
 	defer func() { <-a.pilot.Stop() }()
@@ -101,23 +102,37 @@ func (a *Agent) leaderLoop(ctx context.Context) {
 	a.logger.Info("leadership lost")
 }
 
-// systemNamespaces exist in every cluster, as in Kubernetes.
-var systemNamespaces = []string{"default", "kube-system", "kube-public"}
+// systemObjects exist in every cluster, as in Kubernetes: the system
+// namespaces and the built-in priority classes.
+func systemObjects() []api.Object {
+	var out []api.Object
+	for _, name := range []string{"default", "kube-system", "kube-public"} {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		api.Namespace.SetTypeMeta(ns)
+		out = append(out, ns)
+	}
+	for name, value := range api.SystemPriorityClasses {
+		pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Value: value,
+			Description: "Used for system critical pods that must not be moved from their current node."}
+		api.PriorityClass.SetTypeMeta(pc)
+		out = append(out, pc)
+	}
+	return out
+}
 
-func (a *Agent) ensureNamespaces(ctx context.Context) {
-	for _, name := range systemNamespaces {
+// ensureSystemObjects creates the system objects that do not exist yet.
+func (a *Agent) ensureSystemObjects(ctx context.Context) {
+	for _, obj := range systemObjects() {
+		k, _ := kindOf(obj)
 		for ctx.Err() == nil {
-			if a.fsm.View().Get(api.Namespace, "", name) != nil {
+			if a.fsm.View().Get(k, "", obj.GetName()) != nil {
 				break
 			}
-			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-			api.Default(api.Namespace, ns)
-			stampNew(ns, time.Now())
-			_, err := a.proposeObject(ctx, &fsm.Create{Kind: api.Namespace.Kind}, ns)
+			_, err := a.Create(ctx, obj.DeepCopyObject().(api.Object))
 			if err == nil || errors.Is(err, fsm.ErrAlreadyExists) {
 				break
 			}
-			a.logger.Warn("creating namespace", "namespace", name, "err", err)
+			a.logger.Warn("creating system object", "kind", k.Kind, "name", obj.GetName(), "err", err)
 			select {
 			case <-ctx.Done():
 			case <-time.After(200 * time.Millisecond):

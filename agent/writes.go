@@ -17,7 +17,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/rand"
 
 	"orch.dev/orch/api"
 	"orch.dev/orch/fsm"
@@ -52,14 +51,8 @@ func (a *Agent) serveCreate(w http.ResponseWriter, r *http.Request, info request
 		}
 		obj.SetNamespace(info.Namespace)
 	}
-	if obj.GetName() == "" && obj.GetGenerateName() != "" {
-		obj.SetName(obj.GetGenerateName() + rand.String(5))
-	}
-	api.Default(k, obj)
-	stampNew(obj, time.Now())
-	resetStatusOnCreate(k, obj)
-	if errs := api.Validate(k, obj, nil); len(errs) > 0 {
-		writeError(w, invalid(k, obj.GetName(), errs))
+	if err := a.prepareCreate(k, obj, a.fsm.View()); err != nil {
+		writeError(w, err)
 		return
 	}
 	if isDryRun(q) {

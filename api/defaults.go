@@ -5,6 +5,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -86,6 +87,10 @@ func Default(k *Kind, obj Object) {
 			o.Data[key] = []byte(v)
 		}
 		o.StringData = nil
+	case *schedulingv1.PriorityClass:
+		if o.PreemptionPolicy == nil {
+			o.PreemptionPolicy = ptr(corev1.PreemptLowerPriority)
+		}
 	case *corev1.Namespace:
 		if o.Status.Phase == "" {
 			o.Status.Phase = corev1.NamespaceActive

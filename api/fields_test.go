@@ -115,7 +115,7 @@ func TestKindLookup(t *testing.T) {
 			t.Errorf("path %q, want %q", got, want)
 		}
 	}
-	if len(Kinds) != 11 || len(KindNames()) != 11 || KindNames()[0] != "ConfigMap" {
+	if len(Kinds) != 12 || len(KindNames()) != 12 || KindNames()[0] != "ConfigMap" {
 		t.Errorf("kinds: %v", KindNames())
 	}
 	for _, k := range Kinds {

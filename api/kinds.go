@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -120,10 +121,12 @@ var (
 	Endpoints  = kind[corev1.Endpoints](Kind{Kind: "Endpoints", Resource: "endpoints", Singular: "endpoints", ShortNames: []string{"ep"}, Version: "v1", Namespaced: true})
 	Node       = kind[corev1.Node](Kind{Kind: "Node", Resource: "nodes", ShortNames: []string{"no"}, Version: "v1", HasStatus: true, HasSpec: true})
 	Event      = kind[corev1.Event](Kind{Kind: "Event", Resource: "events", ShortNames: []string{"ev"}, Version: "v1", Namespaced: true})
+
+	PriorityClass = kind[schedulingv1.PriorityClass](Kind{Kind: "PriorityClass", Resource: "priorityclasses", ShortNames: []string{"pc"}, Group: "scheduling.k8s.io", Version: "v1"})
 )
 
 // Kinds lists every supported kind in snapshot order.
-var Kinds = []*Kind{Namespace, ConfigMap, Secret, Pod, ReplicaSet, Deployment, DaemonSet, Service, Endpoints, Node, Event}
+var Kinds = []*Kind{Namespace, ConfigMap, Secret, Pod, ReplicaSet, Deployment, DaemonSet, Service, Endpoints, Node, Event, PriorityClass}
 
 var byKind = map[string]*Kind{}
 

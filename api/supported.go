@@ -52,7 +52,7 @@ var podSpecFields = concat(
 		"restartPolicy", "terminationGracePeriodSeconds", "activeDeadlineSeconds", "dnsPolicy",
 		"nodeSelector", "nodeName", "hostname", "subdomain", "schedulerName",
 		"affinity.nodeAffinity", "affinity.podAffinity", "affinity.podAntiAffinity",
-		"tolerations", "priorityClassName", "priority", "topologySpreadConstraints",
+		"tolerations", "priorityClassName", "priority", "preemptionPolicy", "topologySpreadConstraints",
 	})
 
 var podTemplateFields = concat(
@@ -80,8 +80,9 @@ var supportedFields = map[*Kind][]string{
 		"spec.sessionAffinity", "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
 		"spec.ipFamilies", "spec.ipFamilyPolicy", "spec.internalTrafficPolicy", "spec.externalTrafficPolicy",
 		"spec.publishNotReadyAddresses", "status"},
-	Endpoints: {"subsets"},
-	Node:      {"spec.podCIDR", "spec.podCIDRs", "spec.unschedulable", "spec.taints", "spec.providerID", "status"},
+	Endpoints:     {"subsets"},
+	Node:          {"spec.podCIDR", "spec.podCIDRs", "spec.unschedulable", "spec.taints", "spec.providerID", "status"},
+	PriorityClass: {"value", "globalDefault", "description", "preemptionPolicy"},
 	Event: {"involvedObject", "reason", "message", "source", "firstTimestamp", "lastTimestamp", "count",
 		"type", "eventTime", "series", "action", "related", "reportingComponent", "reportingInstance"},
 }

@@ -5,6 +5,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -40,6 +41,8 @@ func Validate(k *Kind, obj, old Object) field.ErrorList {
 		errs = append(errs, validateNode(o)...)
 	case *corev1.Event:
 		errs = append(errs, validateEvent(o)...)
+	case *schedulingv1.PriorityClass:
+		errs = append(errs, validatePriorityClass(o, oldAs[*schedulingv1.PriorityClass](old))...)
 	default:
 		errs = append(errs, field.InternalError(nil, fmt.Errorf("no validation for %T", obj)))
 	}

@@ -5,6 +5,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -157,8 +158,12 @@ func fixtureOthers() map[*api.Kind][]api.Object {
 			}()},
 			Status: appsv1.DaemonSetStatus{DesiredNumberScheduled: 3, CurrentNumberScheduled: 3, NumberReady: 3, UpdatedNumberScheduled: 3, NumberAvailable: 3}})},
 		api.Event: fixtureEvents(),
+		api.PriorityClass: {typed(api.PriorityClass, &schedulingv1.PriorityClass{ObjectMeta: meta("critical-web", "", 3*time.Hour, nil),
+			Value: 100000, GlobalDefault: false, PreemptionPolicy: ptrTo(corev1.PreemptLowerPriority)})},
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }
 
 func fixtureConfigMap() *corev1.ConfigMap {
 	return typed(api.ConfigMap, &corev1.ConfigMap{ObjectMeta: meta("app-config", "default", 45*time.Second, map[string]string{"app": "web"}),

@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 
@@ -192,6 +193,14 @@ func init() {
 			wide: []string{"INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"}, row: nodeRow},
 		api.Event: {headers: []string{"LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"},
 			wide: []string{"SOURCE", "FIRST SEEN", "COUNT", "NAME"}, row: eventRow},
+		api.PriorityClass: {headers: []string{"NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"}, row: func(o api.Object, now time.Time) ([]string, []string) {
+			pc := o.(*schedulingv1.PriorityClass)
+			policy := "<none>"
+			if pc.PreemptionPolicy != nil {
+				policy = string(*pc.PreemptionPolicy)
+			}
+			return []string{pc.Name, itoa(pc.Value), strconv.FormatBool(pc.GlobalDefault), age(pc.CreationTimestamp, now), policy}, nil
+		}},
 	}
 }
 

@@ -60,6 +60,10 @@ func (a *applier) apply(cmd Command) *Result {
 		return a.update(c)
 	case *Delete:
 		return a.delete(c)
+	case *Bind:
+		return a.bind(c)
+	case *Evict:
+		return a.evict(c)
 	case *Batch:
 		res := &Result{Batch: make([]*Result, len(c.Commands))}
 		for i, sub := range c.Commands {
@@ -210,6 +214,11 @@ func (a *applier) delete(c *Delete) *Result {
 	}
 	if k == api.Namespace && protectedNamespaces[c.Name] {
 		return objErr(ErrForbidden, k, "", c.Name, "namespace %q may not be deleted", c.Name)
+	}
+	if k == api.Pod && len(old.Obj.GetFinalizers()) == 0 {
+		if res := a.terminateGracefully(old, c.Grace, c.DeletionTime); res != nil {
+			return res
+		}
 	}
 	if len(old.Obj.GetFinalizers()) > 0 {
 		if old.Obj.GetDeletionTimestamp() != nil {

@@ -20,6 +20,8 @@ const (
 	UpdateType MessageType = 2
 	DeleteType MessageType = 3
 	BatchType  MessageType = 4
+	BindType   MessageType = 5
+	EvictType  MessageType = 6
 )
 
 // commandVersion is byte 1 of a log entry: the payload format version of its
@@ -29,6 +31,8 @@ var commandVersion = map[MessageType]uint8{
 	UpdateType: 1,
 	DeleteType: 1,
 	BatchType:  1,
+	BindType:   1,
+	EvictType:  1,
 }
 
 // Command is one typed log command.
@@ -68,8 +72,39 @@ type Delete struct {
 	// as metadata.deletionTimestamp when finalizers delay the removal.
 	DeletionTime int64
 	// Orphan keeps dependents, removing their ownerReferences to the object.
-	Orphan    bool
+	Orphan bool
+	// Grace is a pod's termination grace period in seconds; nil uses the
+	// pod's terminationGracePeriodSeconds. A bound, running pod is only
+	// marked for deletion (its node stops it and confirms with grace 0).
+	Grace     *int64
 	RequestID string
+}
+
+// Bind assigns pending pods to nodes: one entry for a scheduler's whole
+// plan. Apply re-checks every binding against the state it applies to and
+// refuses, one by one, those that no longer fit (the scheduler retries).
+type Bind struct {
+	Bindings []Binding
+	// Time (Unix nanoseconds, chosen by the proposer) stamps the
+	// PodScheduled condition.
+	Time      int64
+	RequestID string
+}
+
+// Binding places one pod.
+type Binding struct {
+	Namespace, Name, UID, Node string
+}
+
+// Evict deletes a pod (gracefully) unless that would leave its Deployment
+// with fewer available pods than spec.replicas - maxUnavailable; the check
+// and the deletion happen in one Apply, so concurrent evictions cannot
+// together break the budget.
+type Evict struct {
+	Namespace, Name, UID string
+	DeletionTime         int64
+	Grace                *int64
+	RequestID            string
 }
 
 // Batch applies several commands in one log entry, in order, each with its
@@ -80,6 +115,8 @@ type Batch struct {
 }
 
 func (c *Create) Request() string { return c.RequestID }
+func (c *Bind) Request() string   { return c.RequestID }
+func (c *Evict) Request() string  { return c.RequestID }
 func (c *Update) Request() string { return c.RequestID }
 func (c *Delete) Request() string { return c.RequestID }
 func (c *Batch) Request() string  { return c.RequestID }
@@ -88,6 +125,8 @@ func (*Create) Type() MessageType { return CreateType }
 func (*Update) Type() MessageType { return UpdateType }
 func (*Delete) Type() MessageType { return DeleteType }
 func (*Batch) Type() MessageType  { return BatchType }
+func (*Bind) Type() MessageType   { return BindType }
+func (*Evict) Type() MessageType  { return EvictType }
 
 // Encode returns the log entry bytes for c: type, version, payload.
 func Encode(c Command) []byte {
@@ -113,6 +152,10 @@ func Decode(b []byte) (Command, error) {
 		c = &Delete{}
 	case BatchType:
 		c = &Batch{}
+	case BindType:
+		c = &Bind{}
+	case EvictType:
+		c = &Evict{}
 	default:
 		if t&IgnoreUnknownFlag != 0 {
 			return nil, nil
@@ -152,6 +195,10 @@ const (
 	fOrphan    = 9
 	fCommand   = 10
 	fRequestID = 11
+	fGrace     = 12
+	fBinding   = 13
+	fTime      = 14
+	fNode      = 15
 )
 
 func (c *Create) appendPayload(b []byte) []byte {
@@ -213,6 +260,9 @@ func (c *Delete) appendPayload(b []byte) []byte {
 	if c.Orphan {
 		b = appendVarint(b, fOrphan, 1)
 	}
+	if c.Grace != nil {
+		b = appendVarint(b, fGrace, uint64(*c.Grace))
+	}
 	return appendString(b, fRequestID, c.RequestID)
 }
 
@@ -233,6 +283,9 @@ func (c *Delete) decodePayload(b []byte) error {
 			c.DeletionTime = int64(v.varint)
 		case fOrphan:
 			c.Orphan = v.varint != 0
+		case fGrace:
+			g := int64(v.varint)
+			c.Grace = &g
 		case fRequestID:
 			c.RequestID = string(v.bytes)
 		}
@@ -320,4 +373,84 @@ func walkFields(b []byte, fn func(protowire.Number, fieldValue) error) error {
 		}
 	}
 	return nil
+}
+
+func (c *Bind) appendPayload(b []byte) []byte {
+	var sub []byte
+	for _, bd := range c.Bindings {
+		sub = appendString(sub[:0], fNamespace, bd.Namespace)
+		sub = appendString(sub, fName, bd.Name)
+		sub = appendString(sub, fUID, bd.UID)
+		sub = appendString(sub, fNode, bd.Node)
+		b = appendBytes(b, fBinding, sub)
+	}
+	if c.Time != 0 {
+		b = appendVarint(b, fTime, uint64(c.Time))
+	}
+	return appendString(b, fRequestID, c.RequestID)
+}
+
+func (c *Bind) decodePayload(b []byte) error {
+	return walkFields(b, func(num protowire.Number, v fieldValue) error {
+		switch num {
+		case fBinding:
+			var bd Binding
+			err := walkFields(v.bytes, func(num protowire.Number, v fieldValue) error {
+				switch num {
+				case fNamespace:
+					bd.Namespace = string(v.bytes)
+				case fName:
+					bd.Name = string(v.bytes)
+				case fUID:
+					bd.UID = string(v.bytes)
+				case fNode:
+					bd.Node = string(v.bytes)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			c.Bindings = append(c.Bindings, bd)
+		case fTime:
+			c.Time = int64(v.varint)
+		case fRequestID:
+			c.RequestID = string(v.bytes)
+		}
+		return nil
+	})
+}
+
+func (c *Evict) appendPayload(b []byte) []byte {
+	b = appendString(b, fNamespace, c.Namespace)
+	b = appendString(b, fName, c.Name)
+	b = appendString(b, fUID, c.UID)
+	if c.DeletionTime != 0 {
+		b = appendVarint(b, fDelTime, uint64(c.DeletionTime))
+	}
+	if c.Grace != nil {
+		b = appendVarint(b, fGrace, uint64(*c.Grace))
+	}
+	return appendString(b, fRequestID, c.RequestID)
+}
+
+func (c *Evict) decodePayload(b []byte) error {
+	return walkFields(b, func(num protowire.Number, v fieldValue) error {
+		switch num {
+		case fNamespace:
+			c.Namespace = string(v.bytes)
+		case fName:
+			c.Name = string(v.bytes)
+		case fUID:
+			c.UID = string(v.bytes)
+		case fDelTime:
+			c.DeletionTime = int64(v.varint)
+		case fGrace:
+			g := int64(v.varint)
+			c.Grace = &g
+		case fRequestID:
+			c.RequestID = string(v.bytes)
+		}
+		return nil
+	})
 }

@@ -19,12 +19,12 @@ import (
 func TestMessageTypeNumbers(t *testing.T) {
 	for _, c := range []struct {
 		got, want MessageType
-	}{{CreateType, 1}, {UpdateType, 2}, {DeleteType, 3}, {BatchType, 4}, {IgnoreUnknownFlag, 0x80}} {
+	}{{CreateType, 1}, {UpdateType, 2}, {DeleteType, 3}, {BatchType, 4}, {BindType, 5}, {EvictType, 6}, {IgnoreUnknownFlag, 0x80}} {
 		if c.got != c.want {
 			t.Errorf("message type %d, want %d", c.got, c.want)
 		}
 	}
-	for _, c := range []Command{&Create{}, &Update{}, &Delete{}, &Batch{}} {
+	for _, c := range []Command{&Create{}, &Update{}, &Delete{}, &Batch{}, &Bind{}, &Evict{}} {
 		if b := Encode(c); b[1] != 1 {
 			t.Errorf("%T encodes version %d, want 1", c, b[1])
 		}
@@ -53,6 +53,13 @@ func goldenCommands(t testing.TB) map[string]Command {
 			updateCmd(t, configMap("prod", "settings", map[string]string{"a": "10"})),
 			&Delete{Kind: "ConfigMap", Namespace: "prod", Name: "old"},
 		}},
+		"bind": &Bind{Time: time.Date(2024, 5, 1, 12, 31, 0, 0, time.UTC).UnixNano(), RequestID: "req-bind", Bindings: []Binding{
+			{Namespace: "prod", Name: "web-1", UID: "uid-prod-web-1", Node: "n1"},
+			{Namespace: "prod", Name: "web-2", Node: "n2"},
+		}},
+		"evict": &Evict{Namespace: "prod", Name: "web-1", UID: "uid-prod-web-1",
+			DeletionTime: time.Date(2024, 5, 1, 12, 32, 0, 0, time.UTC).UnixNano(), Grace: ptr(int64(10)), RequestID: "req-evict"},
+		"delete-grace": &Delete{Kind: "Pod", Namespace: "prod", Name: "web-2", Grace: ptr(int64(0))},
 		// Request IDs (exactly-once writes) on every command type.
 		"requests": &Batch{RequestID: "req-batch", Commands: []Command{
 			&Create{Kind: "ConfigMap", Object: marshal(t, cm), RequestID: "req-create"},

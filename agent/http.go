@@ -92,8 +92,16 @@ func (a *Agent) recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
-// readBody reads a request body up to the API's limit.
+// readBody reads a request body up to the API's limit, in one allocation
+// when the client sent a Content-Length.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= api.MaxRequestBytes {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return nil, apierrors.NewBadRequest("reading request body: " + err.Error())
+		}
+		return b, nil
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxRequestBytes))
 	if err != nil {
 		if _, ok := err.(*http.MaxBytesError); ok {

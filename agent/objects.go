@@ -238,16 +238,11 @@ func writeProtoList(w http.ResponseWriter, k *api.Kind, view *fsm.View, items []
 	if more {
 		meta.Continue = base64.RawURLEncoding.EncodeToString([]byte(last))
 	}
-	raw := make([][]byte, len(items))
+	objs := make([]api.Object, len(items))
 	for i, rec := range items {
-		b, err := rec.Obj.Marshal()
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		raw[i] = b
+		objs[i] = rec.Obj
 	}
-	b, err := api.EncodeProtoList(k, meta, raw)
+	b, err := api.EncodeProtoList(k, meta, objs)
 	if err != nil {
 		writeError(w, err)
 		return

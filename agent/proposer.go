@@ -127,11 +127,11 @@ func isBatch(pr *proposal) bool {
 func (p *proposer) commit(batch []*proposal) {
 	data := batch[0].data
 	if len(batch) > 1 {
-		cmds := make([]fsm.Command, len(batch))
+		encoded := make([][]byte, len(batch))
 		for i, pr := range batch {
-			cmds[i] = pr.cmd
+			encoded[i] = pr.data
 		}
-		data = fsm.Encode(&fsm.Batch{Commands: cmds})
+		data = fsm.EncodeBatch(encoded)
 	}
 	f := p.apply(data)
 	go func() {

@@ -28,8 +28,7 @@ func TestProtoRoundTripAndList(t *testing.T) {
 	if _, err := DecodeProto(ConfigMap, []byte("{}")); err == nil {
 		t.Fatal("JSON accepted as protobuf")
 	}
-	item, _ := cm.Marshal()
-	lb, err := EncodeProtoList(ConfigMap, metav1.ListMeta{ResourceVersion: "9", Continue: "c"}, [][]byte{item, item})
+	lb, err := EncodeProtoList(ConfigMap, metav1.ListMeta{ResourceVersion: "9", Continue: "c"}, []Object{cm, cm})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +58,9 @@ func TestProtoMatchesKubernetesSerializer(t *testing.T) {
 	var theirs bytes.Buffer
 	if err := ser.Encode(cm, &theirs); err != nil {
 		t.Fatal(err)
+	}
+	if !bytes.Equal(ours, theirs.Bytes()) {
+		t.Fatalf("encodings differ:\n ours %q\ntheirs %q", ours, theirs.Bytes())
 	}
 	back, err := DecodeProto(ConfigMap, theirs.Bytes())
 	if err != nil || back.GetName() != "a" {

@@ -139,6 +139,31 @@ func ValidateSupportedFields(k *Kind, obj Object) field.ErrorList {
 	return errs
 }
 
+// lazyPath is the path being walked, as cheap stack frames; a field.Path is
+// built only for an error (most objects have none).
+type lazyPath struct {
+	parent *lazyPath
+	name   string
+	index  int // -1 unless a list element
+}
+
+func (p *lazyPath) child(name string) *lazyPath { return &lazyPath{parent: p, name: name, index: -1} }
+func (p *lazyPath) at(i int) *lazyPath          { return &lazyPath{parent: p, index: i} }
+
+func (p *lazyPath) fieldPath() *field.Path {
+	if p == nil {
+		return nil
+	}
+	parent := p.parent.fieldPath()
+	switch {
+	case p.index >= 0:
+		return parent.Index(p.index)
+	case parent == nil:
+		return field.NewPath(p.name)
+	}
+	return parent.Child(p.name)
+}
+
 // scalarTypes encode as JSON scalars although they are structs.
 var scalarTypes = map[reflect.Type]bool{
 	reflect.TypeFor[metav1.Time]():        true,
@@ -180,11 +205,11 @@ func fieldsOf(t reflect.Type) []jsonField {
 	return out
 }
 
-func walkSupported(n *allowTree, v reflect.Value, path *field.Path, errs *field.ErrorList) {
+func walkSupported(n *allowTree, v reflect.Value, path *lazyPath, errs *field.ErrorList) {
 	if n.leaf || !v.IsValid() || v.IsZero() {
 		return
 	}
-	forbid := func() { *errs = append(*errs, field.Forbidden(path, "not supported by orch")) }
+	forbid := func() { *errs = append(*errs, field.Forbidden(path.fieldPath(), "not supported by orch")) }
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		walkSupported(n, v.Elem(), path, errs)
@@ -202,11 +227,11 @@ func walkSupported(n *allowTree, v reflect.Value, path *field.Path, errs *field.
 			if fv.IsZero() || isEmptyContainer(fv) {
 				continue
 			}
-			child := childPath(path, f.name)
+			child := path.child(f.name)
 			c, ok := n.children[f.name]
 			if !ok {
 				if !isUnset(fv) {
-					*errs = append(*errs, field.Forbidden(child, "not supported by orch"))
+					*errs = append(*errs, field.Forbidden(child.fieldPath(), "not supported by orch"))
 				}
 				continue
 			}
@@ -225,17 +250,17 @@ func walkSupported(n *allowTree, v reflect.Value, path *field.Path, errs *field.
 			return
 		}
 		for i := range v.Len() {
-			walkSupported(c, v.Index(i), path.Index(i), errs)
+			walkSupported(c, v.Index(i), path.at(i), errs)
 		}
 	case reflect.Map:
 		keys := v.MapKeys()
 		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
 		for _, key := range keys {
-			child := childPath(path, key.String())
+			child := path.child(key.String())
 			c, ok := n.children[key.String()]
 			if !ok {
 				if !isUnset(v.MapIndex(key)) {
-					*errs = append(*errs, field.Forbidden(child, "not supported by orch"))
+					*errs = append(*errs, field.Forbidden(child.fieldPath(), "not supported by orch"))
 				}
 				continue
 			}
@@ -279,13 +304,6 @@ func isEmptyContainer(v reflect.Value) bool {
 		return v.Len() == 0
 	}
 	return false
-}
-
-func childPath(p *field.Path, key string) *field.Path {
-	if p == nil {
-		return field.NewPath(key)
-	}
-	return p.Child(key)
 }
 
 func prefixed(prefix string, paths []string) []string {

@@ -131,7 +131,42 @@ func (*Evict) Type() MessageType  { return EvictType }
 // Encode returns the log entry bytes for c: type, version, payload.
 func Encode(c Command) []byte {
 	t := c.Type()
-	return c.appendPayload([]byte{byte(t), commandVersion[t&^IgnoreUnknownFlag]})
+	b := make([]byte, 2, 2+payloadSizeHint(c))
+	b[0], b[1] = byte(t), commandVersion[t&^IgnoreUnknownFlag]
+	return c.appendPayload(b)
+}
+
+// payloadSizeHint estimates a payload's size so that Encode allocates once:
+// objects dominate, the rest is small.
+func payloadSizeHint(c Command) int {
+	switch c := c.(type) {
+	case *Create:
+		return len(c.Object) + len(c.Kind) + len(c.RequestID) + 16
+	case *Update:
+		return len(c.Object) + len(c.Kind) + len(c.RequestID) + 16
+	case *Batch:
+		n := 16
+		for _, sub := range c.Commands {
+			n += payloadSizeHint(sub) + 16
+		}
+		return n
+	}
+	return 64
+}
+
+// EncodeBatch builds a Batch entry from commands already encoded with
+// Encode, without encoding them again.
+func EncodeBatch(encoded [][]byte) []byte {
+	n := 2
+	for _, e := range encoded {
+		n += protowire.SizeTag(fCommand) + protowire.SizeBytes(len(e))
+	}
+	b := make([]byte, 2, n)
+	b[0], b[1] = byte(BatchType), commandVersion[BatchType]
+	for _, e := range encoded {
+		b = appendBytes(b, fCommand, e)
+	}
+	return b
 }
 
 // Decode parses a log entry. Malformed input yields ErrBadCommand; a type or

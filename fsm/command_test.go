@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -277,4 +278,16 @@ func TestApplyFromTheFuture(t *testing.T) {
 		}
 	}()
 	New(Config{}).Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{42, 1}})
+}
+
+// A batch built from encoded commands is the batch Encode builds.
+func TestEncodeBatchMatchesEncode(t *testing.T) {
+	cmds := goldenCommands(t)["batch"].(*Batch).Commands
+	var encoded [][]byte
+	for _, c := range cmds {
+		encoded = append(encoded, Encode(c))
+	}
+	if got, want := EncodeBatch(encoded), Encode(&Batch{Commands: cmds}); !bytes.Equal(got, want) {
+		t.Fatalf("EncodeBatch differs from Encode(&Batch{})")
+	}
 }

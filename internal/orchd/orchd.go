@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/urfave/cli/v2"
 
 	"orch.dev/orch/agent"
@@ -152,6 +153,7 @@ func runAgent(c *cli.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	uuid.EnableRandPool() // object uids without a getrandom syscall each
 	if os.Getenv("GOGC") == "" {
 		// The state lives in the heap: collecting at 200% instead of 100%
 		// halves GC work for twice the headroom (measured in BENCHMARKS.md).

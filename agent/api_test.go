@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -11,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"orch.dev/orch/api"
+	"orch.dev/orch/fsm"
+	"orch.dev/orch/internal/snapfile"
 )
 
 const cmPath = "/api/v1/namespaces/default/configmaps"
@@ -323,5 +327,42 @@ func TestProtobufRequestsAndResponses(t *testing.T) {
 	}
 	if code, resp := do(t, f, "POST", cmPath, api.ProtobufContentType, "not protobuf"); code != 400 || !strings.Contains(resp, "k8s magic") {
 		t.Fatalf("bad protobuf body: %d %s", code, resp)
+	}
+}
+
+// A saved snapshot holds the cluster's state in the FSM snapshot format:
+// what was written before the save is in it.
+func TestSnapshotSaveHoldsTheState(t *testing.T) {
+	c := startCluster(t, 3, "")
+	f := c.follower()
+	for i := range 20 {
+		if code, body := do(t, f, "POST", cmPath, "", fmt.Sprintf(`{"metadata":{"name":"s%d"}}`, i)); code != 201 {
+			t.Fatalf("%d %s", code, body)
+		}
+	}
+	code, body := do(t, f, "GET", "/v1/operator/snapshot", "", "")
+	if code != 200 {
+		t.Fatalf("snapshot save via a follower: %d %s", code, body)
+	}
+	var state bytes.Buffer
+	meta, err := snapfile.Read(strings.NewReader(body), &state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, index, err := fsm.ReadSnapshot(&state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if index != meta.Index || len(meta.Servers) != 3 {
+		t.Fatalf("archive meta %+v, state index %d", meta, index)
+	}
+	restored := fsm.New(fsm.Config{})
+	var again bytes.Buffer
+	snapfile.Read(strings.NewReader(body), &again)
+	if err := restored.Restore(io.NopCloser(&again)); err != nil {
+		t.Fatal(err)
+	}
+	if restored.View().Get(api.ConfigMap, "default", "s19") == nil || restored.View().Count(api.ConfigMap) != 20 {
+		t.Fatal("the saved state lacks objects written before the save")
 	}
 }

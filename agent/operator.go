@@ -1,16 +1,19 @@
 package agent
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/hashicorp/raft"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"orch.dev/orch/fsm"
 	"orch.dev/orch/internal/snapfile"
 )
 
@@ -124,45 +127,52 @@ func (a *Agent) serveTransferLeader(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveSnapshotSave streams a snapshot archive of the leader's state (or,
-// with stale=true, of this server's).
+// with stale=true, of this server's). The state comes from a consistent view
+// of the FSM, in the format Raft snapshots use, so saving forces no Raft
+// snapshot and leaves the log alone.
 func (a *Agent) serveSnapshotSave(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Query().Get("stale") != "true" && !a.onLeader(w, r, nil) {
+	stale := r.URL.Query().Get("stale") == "true"
+	if !stale && !a.onLeader(w, r, nil) {
 		return
 	}
-	meta, rc, err := a.openSnapshot()
+	if !stale {
+		if err := a.linearizableRead(r.Context()); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	view := a.fsm.View()
+	tmp, err := os.CreateTemp(a.cfg.DataDir, "snapshot-save-*")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	defer rc.Close()
-	sm := snapfile.Meta{Index: meta.Index, Term: meta.Term, CreatedAt: time.Now().UTC(), OrchVersion: a.cfg.Version}
-	for _, s := range meta.Configuration.Servers {
-		sm.Servers = append(sm.Servers, snapfile.Server{ID: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if err := fsm.WriteSnapshot(tmp, view); err != nil {
+		writeError(w, fmt.Errorf("writing snapshot: %w", err))
+		return
+	}
+	size, err := tmp.Seek(0, io.SeekCurrent)
+	if err == nil {
+		_, err = tmp.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	sm := snapfile.Meta{Index: view.Index(), Term: a.raft.CurrentTerm(), CreatedAt: time.Now().UTC(), OrchVersion: a.cfg.Version}
+	if peers, err := a.peers(); err == nil {
+		for _, p := range peers {
+			sm.Servers = append(sm.Servers, snapfile.Server{ID: p.ID, Address: p.Address, Voter: p.Voter})
+		}
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusOK)
-	if err := snapfile.Write(w, sm, rc, meta.Size); err != nil {
+	if err := snapfile.Write(w, sm, bufio.NewReaderSize(tmp, 1<<20), size); err != nil {
 		// The client notices: the archive's checksums will not verify.
 		a.logger.Error("streaming snapshot", "err", err)
 	}
-}
-
-// openSnapshot takes a fresh snapshot, or opens the latest one when nothing
-// changed since it.
-func (a *Agent) openSnapshot() (*raft.SnapshotMeta, io.ReadCloser, error) {
-	f := a.raft.Snapshot()
-	err := f.Error()
-	if err == nil {
-		return f.Open()
-	}
-	if !errors.Is(err, raft.ErrNothingNewToSnapshot) {
-		return nil, nil, fmt.Errorf("taking snapshot: %w", err)
-	}
-	list, lerr := a.node.snapshots.List()
-	if lerr != nil || len(list) == 0 {
-		return nil, nil, fmt.Errorf("taking snapshot: %w", err)
-	}
-	return a.node.snapshots.Open(list[0].ID)
 }
 
 func (a *Agent) serveReadIndex(w http.ResponseWriter, r *http.Request) {

@@ -18,9 +18,10 @@ import (
 // class; a class that does not exist is an error on the field naming it,
 // also in a controller's pod template (so a bad Deployment is refused up
 // front instead of failing later for every pod).
-func admit(k *api.Kind, obj api.Object, view *fsm.View) field.ErrorList {
+func admit(k *api.Kind, obj api.Object, view *fsm.View, tolerationSeconds int64) field.ErrorList {
 	switch o := obj.(type) {
 	case *corev1.Pod:
+		addDefaultTolerations(&o.Spec, tolerationSeconds)
 		return admitPriority(&o.Spec, field.NewPath("spec"), view, true)
 	case *appsv1.Deployment:
 		return admitPriority(&o.Spec.Template.Spec, field.NewPath("spec", "template", "spec"), view, false)
@@ -74,4 +75,24 @@ func globalDefaultClass(view *fsm.View) *schedulingv1.PriorityClass {
 		return true
 	})
 	return best
+}
+
+// addDefaultTolerations gives a pod that has none of its own the
+// tolerations Kubernetes' DefaultTolerationSeconds admission adds, with
+// orch's (much shorter) edge default: a pod stays on a not-ready or
+// unreachable node this long before it is evicted and replaced.
+func addDefaultTolerations(spec *corev1.PodSpec, seconds int64) {
+	for _, key := range []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable} {
+		has := false
+		for _, t := range spec.Tolerations {
+			if (t.Key == key || t.Key == "") && (t.Effect == corev1.TaintEffectNoExecute || t.Effect == "") {
+				has = true
+			}
+		}
+		if !has {
+			s := seconds
+			spec.Tolerations = append(spec.Tolerations, corev1.Toleration{Key: key, Operator: corev1.TolerationOpExists,
+				Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &s})
+		}
+	}
 }

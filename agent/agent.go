@@ -47,6 +47,7 @@ type Agent struct {
 	leaderReady bool          // this server is leader and its barrier is done
 	leaderWake  chan struct{} // closed and replaced when leadership or the leader changes
 
+	beats        heartbeats
 	notifyCh     chan bool
 	removed      chan struct{}
 	removedOnce  sync.Once
@@ -91,6 +92,17 @@ func New(cfg Config) (*Agent, error) {
 
 // OnLeader registers a leader-only component; call before Start.
 func (a *Agent) OnLeader(f LeaderFunc) { a.leaderFuncs = append(a.leaderFuncs, f) }
+
+// IsReadyLeader reports whether this server leads and has finished its
+// barrier (leader-only components are running).
+func (a *Agent) IsReadyLeader() bool {
+	a.leaderMu.Lock()
+	defer a.leaderMu.Unlock()
+	return a.leaderReady && a.raft.State() == raft.Leader
+}
+
+// RaftState is this server's Raft role.
+func (a *Agent) RaftState() raft.RaftState { return a.raft.State() }
 
 // FSM exposes the local state machine (read-only use).
 func (a *Agent) FSM() *fsm.FSM { return a.fsm }

@@ -9,6 +9,12 @@ import (
 	"time"
 )
 
+// DefaultTolerationSeconds is orch's edge default for how long a pod stays
+// bound to a node that stopped reporting (Kubernetes uses 300 s): with the
+// node lifecycle's grace period it bounds how soon a dead worker's pods run
+// elsewhere.
+const DefaultTolerationSeconds = 5
+
 // Default ports (DESIGN.md).
 const (
 	DefaultHTTPPort   = 7400
@@ -44,6 +50,10 @@ type Config struct {
 	// LeaderWait is how long a request waits for a leader during an
 	// election before failing with 503.
 	LeaderWait time.Duration
+	// DefaultTolerationSeconds is how long pods stay on a not-ready or
+	// unreachable node by default before they are evicted (0: the
+	// default, DefaultTolerationSeconds; Kubernetes uses 300).
+	DefaultTolerationSeconds int64
 
 	Version string
 	Logger  *slog.Logger
@@ -149,6 +159,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.LeaderWait == 0 {
 		c.LeaderWait = 7 * time.Second
+	}
+	if c.DefaultTolerationSeconds < 0 {
+		return fmt.Errorf("--default-toleration-seconds %d: must be >= 0", c.DefaultTolerationSeconds)
+	}
+	if c.DefaultTolerationSeconds == 0 {
+		c.DefaultTolerationSeconds = DefaultTolerationSeconds
 	}
 	if c.Version == "" {
 		c.Version = "dev"

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -37,15 +38,29 @@ func (a *Agent) serveReady(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 	case leader == "":
 		http.Error(w, "no cluster leader", http.StatusServiceUnavailable)
-	case a.raft.State() != raft.Leader && time.Since(a.raft.LastContact()) > 2*a.cfg.Raft.HeartbeatTimeout:
-		// A restarted follower knows the leader's commit index only once
-		// the leader has reached it.
-		http.Error(w, "not in contact with the leader", http.StatusServiceUnavailable)
 	case a.raft.AppliedIndex()+readyLag < a.raft.CommitIndex():
+		http.Error(w, "catching up with the leader", http.StatusServiceUnavailable)
+	case a.raft.State() != raft.Leader && a.behindLeader(r.Context()):
+		// A restarted follower cannot tell on its own: the leader's
+		// heartbeats carry no commit index, and replication to a follower
+		// that was down resumes only after the leader's retry backoff.
 		http.Error(w, "catching up with the leader", http.StatusServiceUnavailable)
 	default:
 		fmt.Fprintln(w, "ok")
 	}
+}
+
+// behindLeader asks the leader how far it has applied; a follower that
+// cannot ask counts as behind.
+func (a *Agent) behindLeader(ctx context.Context) bool {
+	addr, self, err := a.leaderHTTP()
+	if err != nil || self {
+		return err != nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := a.peerStatus(ctx, addr)
+	return err != nil || a.fsm.AppliedIndex()+readyLag < st.AppliedIndex
 }
 
 func (a *Agent) serveAPIVersions(w http.ResponseWriter, r *http.Request) {

@@ -44,6 +44,15 @@ func toStatus(err error) *apierrors.StatusError {
 			s := apierrors.NewConflict(gr, oe.Name, errors.New("the object has been modified; please apply your changes to the latest version and try again"))
 			s.ErrStatus.Message = oe.Msg
 			return s
+		case errors.Is(err, fsm.ErrDoesNotFit):
+			s := apierrors.NewConflict(gr, oe.Name, errors.New(oe.Msg))
+			s.ErrStatus.Message = oe.Msg
+			return s
+		case errors.Is(err, fsm.ErrDisruption):
+			s := apierrors.NewTooManyRequests(oe.Msg, 0)
+			s.ErrStatus.Details = &metav1.StatusDetails{Name: oe.Name, Kind: gr.Resource,
+				Causes: []metav1.StatusCause{{Type: "DisruptionBudget", Message: oe.Msg}}}
+			return s
 		case errors.Is(err, fsm.ErrForbidden):
 			s := apierrors.NewForbidden(gr, oe.Name, errors.New(oe.Msg))
 			s.ErrStatus.Message = oe.Msg

@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"crypto/hkdf"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -16,13 +14,14 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"orch.dev/orch/internal/gossipmeta"
 	"orch.dev/orch/internal/logging"
 )
 
 // Member roles and statuses as `orchctl members` shows them.
 const (
-	RoleServer = "server"
-	RoleWorker = "worker"
+	RoleServer = gossipmeta.RoleServer
+	RoleWorker = gossipmeta.RoleWorker
 
 	StatusAlive   = "alive"
 	StatusSuspect = "suspect"
@@ -30,14 +29,7 @@ const (
 	StatusLeft    = "left"
 )
 
-// memberMeta is gossiped with every member (memberlist caps it at 512 bytes).
-type memberMeta struct {
-	Role    string `json:"r"`
-	HTTP    string `json:"h,omitempty"`  // API address, host:port
-	Raft    string `json:"ra,omitempty"` // Raft address of a server
-	Expect  int    `json:"e,omitempty"`  // --bootstrap-expect of a server
-	Version string `json:"v,omitempty"`
-}
+type memberMeta = gossipmeta.Meta
 
 // Member is one gossip member.
 type Member struct {
@@ -61,11 +53,6 @@ type gossip struct {
 	changed chan struct{}
 }
 
-// gossipKey derives memberlist's AES key from the cluster token.
-func gossipKey(token string) ([]byte, error) {
-	return hkdf.Key(sha256.New, []byte(token), nil, "orch gossip key v1", 32)
-}
-
 func newGossip(cfg *Config, self memberMeta) (*gossip, error) {
 	g := &gossip{self: self, logger: cfg.Logger, dataDir: cfg.DataDir, members: map[string]*Member{}, changed: make(chan struct{})}
 	mc := memberlist.DefaultLANConfig()
@@ -78,7 +65,7 @@ func newGossip(cfg *Config, self memberMeta) (*gossip, error) {
 	mc.Events = g
 	mc.Logger = logging.Std(cfg.Logger, "gossip")
 	if cfg.Token != "" {
-		key, err := gossipKey(cfg.Token)
+		key, err := gossipmeta.Key(cfg.Token)
 		if err != nil {
 			return nil, err
 		}
@@ -97,7 +84,7 @@ func newGossip(cfg *Config, self memberMeta) (*gossip, error) {
 // NodeMeta, NotifyMsg, GetBroadcasts, LocalState and MergeRemoteState make
 // gossip a memberlist.Delegate; only metadata is used.
 func (g *gossip) NodeMeta(limit int) []byte {
-	b, _ := json.Marshal(g.self)
+	b := g.self.Encode()
 	if len(b) > limit {
 		g.logger.Error("gossip metadata too large", "bytes", len(b), "limit", limit)
 		return nil
@@ -121,8 +108,8 @@ func (g *gossip) NotifyLeave(n *memberlist.Node) {
 }
 
 func (g *gossip) record(n *memberlist.Node, status string) {
-	var meta memberMeta
-	if err := json.Unmarshal(n.Meta, &meta); err != nil && len(n.Meta) > 0 {
+	meta, err := gossipmeta.Decode(n.Meta)
+	if err != nil {
 		g.logger.Warn("ignoring member with unreadable metadata", "member", n.Name, "err", err)
 		return
 	}

@@ -34,6 +34,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("/apis/", a.serveResource)
 
 	mux.HandleFunc("GET /v1/members", a.serveMembers)
+	mux.HandleFunc("POST /v1/heartbeats", a.serveHeartbeats)
 	mux.HandleFunc("GET /v1/operator/raft/peers", a.servePeers)
 	mux.HandleFunc("DELETE /v1/operator/raft/peers/{id}", a.serveRemovePeer)
 	mux.HandleFunc("POST /v1/operator/raft/transfer-leader", a.serveTransferLeader)

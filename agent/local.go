@@ -39,7 +39,7 @@ func (a *Agent) prepareCreate(k *api.Kind, obj api.Object, view *fsm.View) error
 	api.Default(k, obj)
 	stampNew(obj, time.Now())
 	resetStatusOnCreate(k, obj)
-	errs := admit(k, obj, view)
+	errs := admit(k, obj, view, a.cfg.DefaultTolerationSeconds)
 	errs = append(errs, api.Validate(k, obj, nil)...)
 	if len(errs) > 0 {
 		return invalid(k, obj.GetName(), errs)

@@ -28,6 +28,14 @@ func (a *Agent) serveResource(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	a.setLeaderHeader(w)
 	switch {
+	case info.Subresource == "eviction" || info.Subresource == "binding":
+		if r.Method != http.MethodPost {
+			writeError(w, apierrors.NewMethodNotSupported(groupResource(info.Kind), r.Method))
+		} else if info.Subresource == "eviction" {
+			a.serveEviction(w, r, info)
+		} else {
+			a.serveBinding(w, r, info)
+		}
 	case r.Method == http.MethodGet && info.Name != "":
 		a.serveGet(w, r, info, q)
 	case r.Method == http.MethodGet && (q.Get("watch") == "true" || q.Get("watch") == "1"):

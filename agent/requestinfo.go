@@ -47,7 +47,10 @@ func parseResourcePath(path string) (requestInfo, bool) {
 		info.Name = parts[1]
 	case 3:
 		info.Name, info.Subresource = parts[1], parts[2]
-		if info.Subresource != "status" || !k.HasStatus {
+		switch {
+		case info.Subresource == "status" && k.HasStatus:
+		case (info.Subresource == "eviction" || info.Subresource == "binding") && k == api.Pod:
+		default:
 			return requestInfo{}, false
 		}
 	default:

@@ -234,6 +234,13 @@ func deleteOptions(body []byte, q url.Values) (metav1.DeleteOptions, error) {
 		pp := metav1.DeletionPropagation(p)
 		opts.PropagationPolicy = &pp
 	}
+	if g := q.Get("gracePeriodSeconds"); g != "" {
+		n, err := strconv.ParseInt(g, 10, 64)
+		if err != nil || n < 0 {
+			return opts, apierrors.NewBadRequest("gracePeriodSeconds: must be a non-negative integer")
+		}
+		opts.GracePeriodSeconds = &n
+	}
 	if opts.OrphanDependents != nil && *opts.OrphanDependents {
 		pp := metav1.DeletePropagationOrphan
 		opts.PropagationPolicy = &pp
@@ -259,6 +266,7 @@ func deleteCommand(k *api.Kind, ns, name string, opts metav1.DeleteOptions, now 
 		}
 	}
 	cmd.Orphan = opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationOrphan
+	cmd.Grace = opts.GracePeriodSeconds
 	return cmd
 }
 

@@ -237,6 +237,9 @@ type DeleteOptions struct {
 	Propagation string
 	// Preconditions; empty means none.
 	UID, ResourceVersion string
+	// Grace is a pod's termination grace period in seconds (nil: the
+	// pod's own; 0: at once, what a node sends once the pod has stopped).
+	Grace *int64
 }
 
 // Delete deletes an object.
@@ -258,6 +261,7 @@ func deleteBody(opts DeleteOptions) metav1.DeleteOptions {
 		p := metav1.DeletionPropagation(opts.Propagation)
 		d.PropagationPolicy = &p
 	}
+	d.GracePeriodSeconds = opts.Grace
 	if opts.UID != "" || opts.ResourceVersion != "" {
 		d.Preconditions = &metav1.Preconditions{}
 		if opts.UID != "" {

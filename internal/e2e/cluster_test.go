@@ -239,3 +239,45 @@ func TestTokenIsRequired(t *testing.T) {
 		}
 	}
 }
+
+// A restarted follower reports ready only once it has caught up with the
+// leader (within the ready lag of 100 entries), not as soon as it knows
+// the leader.
+func TestRestartedFollowerIsReadyOnlyWhenCaughtUp(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Fast: true})
+	leader := c.Leader()
+	var follower *testcluster.Server
+	for _, s := range c.Servers {
+		if s != leader {
+			follower = s
+			break
+		}
+	}
+	follower.Kill()
+	ctx := context.Background()
+	cl := c.Client(leader.URL())
+	const n = 600
+	for i := range n {
+		if _, err := cl.Create(ctx, configMap(fmt.Sprintf("cu-%d", i), nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := follower.Start(); err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: time.Second}
+	c.Eventually(60*time.Second, "the follower to report ready", func() bool {
+		resp, err := hc.Get(follower.URL() + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	// Ready means within 100 entries of the leader: an object written 110
+	// entries before the newest is in the follower's own state.
+	name := fmt.Sprintf("cu-%d", n-110)
+	if _, err := c.Client(follower.URL()).Get(ctx, api.ConfigMap, "default", name, true); err != nil {
+		t.Fatalf("the follower reported ready without %s: %v", name, err)
+	}
+}

@@ -70,6 +70,7 @@ func agentCommand(stderr io.Writer) *cli.Command {
 			&cli.DurationFlag{Name: "raft-commit-timeout", Value: agent.DefaultRaftTiming.CommitTimeout, Usage: "how soon followers learn of a commit when writes are sparse (lower: fresher follower reads and watches; higher: less idle CPU)"},
 			&cli.Uint64Flag{Name: "snapshot-threshold", Value: 8192, Usage: "log entries between Raft snapshots"},
 			&cli.IntFlag{Name: "watch-history", Value: 32768, Usage: "changes kept for resuming watches"},
+			&cli.Int64Flag{Name: "default-toleration-seconds", Value: agent.DefaultTolerationSeconds, Usage: "how long pods stay on a not-ready or unreachable node before they are replaced, unless they say otherwise"},
 		},
 		Action: func(c *cli.Context) error { return runAgent(c, stderr) },
 	}
@@ -99,9 +100,10 @@ func configFromFlags(c *cli.Context, stderr io.Writer) (agent.Config, func(), er
 			LeaderLeaseTimeout: c.Duration("raft-leader-lease"),
 			CommitTimeout:      c.Duration("raft-commit-timeout"),
 		},
-		SnapshotThreshold: c.Uint64("snapshot-threshold"),
-		WatchHistory:      c.Int("watch-history"),
-		Version:           Version,
+		SnapshotThreshold:        c.Uint64("snapshot-threshold"),
+		WatchHistory:             c.Int("watch-history"),
+		DefaultTolerationSeconds: c.Int64("default-toleration-seconds"),
+		Version:                  Version,
 	}
 	if f := c.String("token-file"); f != "" {
 		b, err := os.ReadFile(f)

@@ -1,0 +1,121 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"orch.dev/orch/internal/gossipmeta"
+	"orch.dev/orch/internal/logging"
+)
+
+// MembershipConfig says how a worker joins gossip.
+type MembershipConfig struct {
+	Name       string
+	BindAddr   string
+	GossipPort int
+	Join       []string // any member's address, host or host:port
+	Token      string   // cluster token (gossip encryption)
+	Logger     *slog.Logger
+}
+
+// Membership is a worker's place in gossip: through it the worker learns
+// the API servers, with no fixed server list.
+type Membership struct {
+	ml *memberlist.Memberlist
+}
+
+type workerDelegate struct{ meta []byte }
+
+func (d workerDelegate) NodeMeta(int) []byte                  { return d.meta }
+func (workerDelegate) NotifyMsg([]byte)                       {}
+func (workerDelegate) GetBroadcasts(int, int) [][]byte        { return nil }
+func (workerDelegate) LocalState(bool) []byte                 { return nil }
+func (workerDelegate) MergeRemoteState(buf []byte, join bool) {}
+
+// Join joins gossip as a worker, retrying until a member answers or the
+// timeout passes.
+func Join(cfg MembershipConfig, timeout time.Duration) (*Membership, error) {
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Name
+	mc.BindAddr = cfg.BindAddr
+	mc.BindPort = cfg.GossipPort
+	mc.AdvertiseAddr = cfg.BindAddr
+	mc.AdvertisePort = cfg.GossipPort
+	mc.Delegate = workerDelegate{meta: gossipmeta.Meta{Role: gossipmeta.RoleWorker}.Encode()}
+	mc.Logger = logging.Std(cfg.Logger, "gossip")
+	if cfg.Token != "" {
+		key, err := gossipmeta.Key(cfg.Token)
+		if err != nil {
+			return nil, err
+		}
+		mc.SecretKey, mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = key, true, true
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("gossip on %s:%d: %w", cfg.BindAddr, cfg.GossipPort, err)
+	}
+	var addrs []string
+	for _, a := range cfg.Join {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			a = net.JoinHostPort(a, "7402")
+		}
+		addrs = append(addrs, a)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		n, err := ml.Join(addrs)
+		if n > 0 {
+			return &Membership{ml: ml}, nil
+		}
+		if time.Now().After(deadline) {
+			ml.Shutdown()
+			return nil, fmt.Errorf("--join %v: no member answered: %v", cfg.Join, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Servers returns the API URLs of the alive servers, sorted.
+func (m *Membership) Servers() []string {
+	var out []string
+	for _, n := range m.ml.Members() {
+		meta, err := gossipmeta.Decode(n.Meta)
+		if err == nil && meta.Role == gossipmeta.RoleServer && meta.HTTP != "" {
+			out = append(out, "http://"+meta.HTTP)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// WaitServers waits until gossip knows at least one server.
+func (m *Membership) WaitServers(timeout time.Duration) ([]string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if s := m.Servers(); len(s) > 0 {
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("gossip knows no API server after %s", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Leave announces departure and stops gossip.
+func (m *Membership) Leave() {
+	m.ml.Leave(2 * time.Second)
+	m.ml.Shutdown()
+}
+
+// LocalAddr is the address this member gossips from.
+func (m *Membership) LocalAddr() string {
+	n := m.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}

@@ -6,8 +6,6 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X orch.dev/orch/internal/orchd.Version=$(VERSION) -X orch.dev/orch/cli.Version=$(VERSION)
 BIN     := $(CURDIR)/bin
 
-# Packages whose tests exercise concurrency run under the race detector.
-RACE_PKGS := ./fsm/... ./agent/... ./api/... ./cli/... ./internal/...
 
 .PHONY: all build test unit e2e lint fuzz demo demo-down bench chaos clean deps
 
@@ -25,9 +23,10 @@ build-race:
 	$(GO) build -race -ldflags '$(LDFLAGS)' -o $(BIN)/race/orchd ./cmd/orchd
 	$(GO) build -race -ldflags '$(LDFLAGS)' -o $(BIN)/race/orchctl ./cmd/orchctl
 
+# Every package's tests run under the race detector; the multi-process tests
+# run servers that are race-built too.
 test: deps lint build-race
-	ORCH_BIN_DIR=$(BIN)/race $(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v -e /fsm -e /agent -e /api -e /cli -e /internal)
+	ORCH_BIN_DIR=$(BIN)/race $(GO) test -race -count=1 -timeout 20m ./...
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

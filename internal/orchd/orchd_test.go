@@ -24,6 +24,12 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "--http-port", "70000"}, "--http-port 70000"},
 		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "--raft-heartbeat", "100ms", "--raft-leader-lease", "1s"}, "--raft-leader-lease 1s"},
 		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "extra"}, "unexpected argument \"extra\""},
+		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "--default-toleration-seconds", "-1"}, "--default-toleration-seconds -1"},
+		{[]string{"simulate", "--nodes", "3"}, "--join: required"},
+		{[]string{"simulate", "--join", "127.0.0.1", "--nodes", "0"}, "--nodes: must be at least 1"},
+		{[]string{"simulate", "--join", "127.0.0.1", "--nodes", "2", "--cpu", "lots"}, "--cpu \"lots\""},
+		{[]string{"simulate", "--join", "127.0.0.1", "--nodes", "2", "--memory", "-1Gi"}, "--memory \"-1Gi\""},
+		{[]string{"simulate", "--join", "127.0.0.1", "--nodes", "2", "--label", "novalue"}, "--label \"novalue\": must be key=value"},
 	}
 	for _, tc := range cases {
 		var stderr bytes.Buffer

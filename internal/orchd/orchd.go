@@ -33,7 +33,7 @@ func Main(args []string, stderr io.Writer) int {
 		Version:        Version,
 		Writer:         stderr,
 		ErrWriter:      stderr,
-		Commands:       []*cli.Command{agentCommand(stderr)},
+		Commands:       []*cli.Command{agentCommand(stderr), simulateCommand(stderr)},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	if err := app.Run(args); err != nil {

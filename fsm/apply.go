@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-memdb"
+	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -142,6 +143,9 @@ func (a *applier) create(c *Create) *Result {
 		if nsRec.Obj.GetDeletionTimestamp() != nil {
 			return objErr(ErrForbidden, k, ns, name, "unable to create new content in namespace %s because it is being terminated", ns)
 		}
+	}
+	if n, ok := obj.(*corev1.Node); ok {
+		a.allocatePodCIDR(n)
 	}
 	obj.SetResourceVersion(formatRV(a.index))
 	if k.HasSpec {

@@ -42,4 +42,3 @@ func (a *applier) allocatePodCIDR(node *corev1.Node) {
 		}
 	}
 }
-

@@ -75,7 +75,8 @@ func completionCommand(e *env) *cli.Command {
 }
 
 // resourceCommands take a resource type as their first argument.
-var resourceCommands = map[string]bool{"get": true, "describe": true, "delete": true, "label": true, "scale": true}
+var resourceCommands = map[string]bool{"get": true, "describe": true, "delete": true, "label": true, "scale": true,
+	"status": true, "history": true, "undo": true, "restart": true, "image": true}
 
 // completer answers --generate-bash-completion for cmd (nil for the app):
 // flags when the word being completed starts with "-", else subcommands,

@@ -69,8 +69,7 @@ func (e *env) runDescribe(c *cli.Context) error {
 		if i > 0 {
 			fmt.Fprint(e.stdout, "\n\n")
 		}
-		events, evErr := objectEvents(e, cl, kinds[i], o)
-		describeObject(e.stdout, kinds[i], o, events, evErr, e.now(), time.Local)
+		describeObject(e.stdout, kinds[i], o, e.related(cl, kinds[i], o), e.now(), time.Local)
 	}
 	return reportAll(e.stderr, errs)
 }
@@ -96,6 +95,7 @@ type describer struct {
 	tw  *tabwriter.Writer
 	now time.Time
 	loc *time.Location
+	rel related
 }
 
 func (d *describer) line(level int, format string, args ...any) {
@@ -110,15 +110,17 @@ func (d *describer) time(t metav1.Time) string {
 }
 
 // describeObject writes the description of one object.
-func describeObject(w io.Writer, k *api.Kind, obj api.Object, events []*corev1.Event, evErr error, now time.Time, loc *time.Location) {
-	d := &describer{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0), now: now, loc: loc}
+func describeObject(w io.Writer, k *api.Kind, obj api.Object, rel related, now time.Time, loc *time.Location) {
+	d := &describer{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0), now: now, loc: loc, rel: rel}
 	d.line(0, "Name:\t%s", obj.GetName())
 	if k.Namespaced {
 		d.line(0, "Namespace:\t%s", obj.GetNamespace())
 	}
-	if k == api.Node {
-		n := obj.(*corev1.Node)
-		d.line(0, "Roles:\t%s", nodeRoles(n))
+	switch o := obj.(type) {
+	case *corev1.Node:
+		d.line(0, "Roles:\t%s", nodeRoles(o))
+	case *corev1.Pod:
+		describePodPriority(d, o)
 	}
 	d.multiline(0, "Labels", formatMap(obj.GetLabels(), "="))
 	annotations := map[string]string{}
@@ -140,7 +142,7 @@ func describeObject(w io.Writer, k *api.Kind, obj api.Object, events []*corev1.E
 	if f, ok := kindDescribers[k]; ok {
 		f(d, obj)
 	}
-	d.events(events, evErr)
+	d.events(rel.events, rel.eventsErr)
 	d.tw.Flush()
 }
 

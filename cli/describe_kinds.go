@@ -128,6 +128,7 @@ func describePod(d *describer, o api.Object) {
 	if pod.Status.Message != "" {
 		d.line(0, "Message:\t%s", oneLine(pod.Status.Message))
 	}
+	describePodScheduling(d, pod)
 	d.line(0, "IP:\t%s", pod.Status.PodIP)
 	statuses := map[string]corev1.ContainerStatus{}
 	for _, cs := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
@@ -264,6 +265,12 @@ func containerState(d *describer, s corev1.ContainerState) string {
 func describeTemplate(d *describer, t *corev1.PodTemplateSpec) {
 	d.line(0, "Pod Template:")
 	d.multiline(1, "Labels", formatMap(t.Labels, "="))
+	if len(t.Annotations) > 0 {
+		d.multiline(1, "Annotations", formatMap(t.Annotations, ": "))
+	}
+	if t.Spec.PriorityClassName != "" {
+		d.line(1, "Priority Class Name:\t%s", t.Spec.PriorityClassName)
+	}
 	d.line(1, "Containers:")
 	for _, c := range t.Spec.Containers {
 		describeContainer(d, 2, c, nil)
@@ -289,6 +296,7 @@ func describeDeployment(d *describer, dep *appsv1.Deployment) {
 			d.line(1, "%s\t%s\t%s", c.Type, c.Status, c.Reason)
 		}
 	}
+	describeDeploymentReplicaSets(d, dep)
 }
 
 func describeService(d *describer, o api.Object) {
@@ -379,6 +387,7 @@ func describeNode(d *describer, o api.Object) {
 	if n.Spec.PodCIDR != "" {
 		d.line(0, "PodCIDR:\t%s", n.Spec.PodCIDR)
 	}
+	describeNodePods(d, n)
 }
 
 func resourceMap(l corev1.ResourceList) map[string]struct{} {

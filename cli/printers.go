@@ -315,7 +315,18 @@ func podRow(o api.Object, now time.Time) ([]string, []string) {
 	}
 	gates := "<none>"
 	if n := len(pod.Spec.ReadinessGates); n > 0 {
-		gates = fmt.Sprintf("%d", n)
+		met := 0
+		for _, g := range pod.Spec.ReadinessGates {
+			for _, c := range pod.Status.Conditions {
+				if c.Type == g.ConditionType {
+					if c.Status == corev1.ConditionTrue {
+						met++
+					}
+					break
+				}
+			}
+		}
+		gates = fmt.Sprintf("%d/%d", met, n) // kubectl: gates met / gates
 	}
 	return []string{pod.Name, fmt.Sprintf("%d/%d", ready, len(pod.Spec.Containers)), reason, restartCell, age(pod.CreationTimestamp, now)},
 		[]string{orNone(pod.Status.PodIP), orNone(pod.Spec.NodeName), orNone(pod.Status.NominatedNodeName), gates}

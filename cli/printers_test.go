@@ -104,26 +104,27 @@ func TestStructuredOutput(t *testing.T) {
 func TestDescribe(t *testing.T) {
 	events := []*corev1.Event{fixtureEvents()[1].(*corev1.Event)}
 	cases := []struct {
-		name   string
-		kind   *api.Kind
-		obj    api.Object
-		events []*corev1.Event
+		name string
+		kind *api.Kind
+		obj  api.Object
+		rel  related
 	}{
-		{"pod", api.Pod, fixturePods()[0], events},
-		{"deployment", api.Deployment, fixtureDeployment(), nil},
-		{"configmap", api.ConfigMap, fixtureConfigMap(), nil},
-		{"secret", api.Secret, fixtureSecret(), nil},
-		{"node", api.Node, fixtureNodes()[0], nil},
-		{"service", api.Service, fixtureServices()[1], nil},
-		{"endpoints", api.Endpoints, fixtureEndpoints()[0], nil},
-		{"replicaset", api.ReplicaSet, fixtureOthers()[api.ReplicaSet][0], nil},
-		{"daemonset", api.DaemonSet, fixtureOthers()[api.DaemonSet][0], nil},
-		{"namespace", api.Namespace, fixtureOthers()[api.Namespace][0], nil},
+		{"pod", api.Pod, fixturePods()[0], related{events: events}},
+		{"pod-unschedulable", api.Pod, fixtureUnschedulablePod(), related{events: fixtureSchedulingEvents()}},
+		{"deployment", api.Deployment, fixtureDeployment(), related{replicaSets: fixtureDeploymentReplicaSets()}},
+		{"configmap", api.ConfigMap, fixtureConfigMap(), related{}},
+		{"secret", api.Secret, fixtureSecret(), related{}},
+		{"node", api.Node, fixtureNodes()[0], related{pods: fixtureNodePods()}},
+		{"service", api.Service, fixtureServices()[1], related{}},
+		{"endpoints", api.Endpoints, fixtureEndpoints()[0], related{}},
+		{"replicaset", api.ReplicaSet, fixtureOthers()[api.ReplicaSet][0], related{}},
+		{"daemonset", api.DaemonSet, fixtureOthers()[api.DaemonSet][0], related{}},
+		{"namespace", api.Namespace, fixtureOthers()[api.Namespace][0], related{}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var b bytes.Buffer
-			describeObject(&b, c.kind, c.obj, c.events, nil, fixedNow, time.UTC)
+			describeObject(&b, c.kind, c.obj, c.rel, fixedNow, time.UTC)
 			out := b.String()
 			golden(t, "describe-"+c.name+".txt", out)
 			if !strings.Contains(out, "Events:") {
@@ -135,7 +136,7 @@ func TestDescribe(t *testing.T) {
 		})
 	}
 	var b bytes.Buffer
-	describeObject(&b, api.Secret, fixtureSecret(), nil, nil, fixedNow, time.UTC)
+	describeObject(&b, api.Secret, fixtureSecret(), related{}, fixedNow, time.UTC)
 	for _, secret := range []string{"hunter2", "admin", "aHVudGVyMg"} {
 		if strings.Contains(b.String(), secret) {
 			t.Errorf("describe secret reveals %q:\n%s", secret, b.String())

@@ -385,8 +385,15 @@ func (c *Client) attemptOnce(ctx context.Context, deadline time.Time, i int, req
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	serr := statusError(resp.StatusCode, body)
 	switch resp.StatusCode {
-	case http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusGatewayTimeout:
+	case http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return nil, serr, true
+	case http.StatusTooManyRequests:
+		// Retried only when the server asks for it (as client-go does): an
+		// eviction refused by a disruption budget is an answer, not a
+		// transient failure.
+		if resp.Header.Get("Retry-After") != "" || (serr.ErrStatus.Details != nil && serr.ErrStatus.Details.RetryAfterSeconds > 0) {
+			return nil, serr, true
+		}
 	case http.StatusInternalServerError:
 		if serr.ErrStatus.Reason == metav1.StatusReasonTimeout {
 			return nil, serr, true

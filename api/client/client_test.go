@@ -183,3 +183,34 @@ func TestDownClusterFailsFastWithTheCause(t *testing.T) {
 		t.Fatalf("took %s to report a down cluster", d)
 	}
 }
+
+// A 429 is an answer unless the server asks to retry.
+func TestTooManyRequestsIsRetriedOnlyWhenAsked(t *testing.T) {
+	var calls int
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		if r.URL.Query().Get("retry") == "yes" && n == 1 {
+			w.Header().Set("Retry-After", "0")
+		}
+		if r.URL.Query().Get("retry") == "yes" && n > 1 {
+			w.Write([]byte(cmJSON))
+			return
+		}
+		w.WriteHeader(http.StatusTooManyRequests)
+		w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"TooManyRequests","message":"Cannot evict pod","code":429}`))
+	}))
+	defer srv.Close()
+	c := newClient(t, srv.URL)
+	_, err := c.Do(context.Background(), Request{Method: http.MethodPost, Path: "/evict"})
+	if !apierrors.IsTooManyRequests(err) || calls != 1 {
+		t.Fatalf("budget refusal: %v after %d calls, want one call and a TooManyRequests error", err, calls)
+	}
+	calls = 0
+	if _, err := c.Do(context.Background(), Request{Method: http.MethodGet, Path: "/x", Query: map[string][]string{"retry": {"yes"}}}); err != nil || calls != 2 {
+		t.Fatalf("Retry-After: %v after %d calls", err, calls)
+	}
+}

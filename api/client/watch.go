@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"strconv"
 	"sync"
@@ -49,17 +50,22 @@ type Watcher struct {
 	mu  sync.Mutex
 	err error
 
-	known   map[string]api.Object // current objects by key, for relists
-	lastRV  uint64
-	atLast  map[string]bool // keys delivered at lastRV (batched entries share one)
-	pending []Event         // computed by a relist, not yet delivered
+	known  map[string]api.Object // current objects by key, for relists
+	lastRV uint64
+	// atLast counts the events delivered at lastRV per key: one Raft entry
+	// (one version) may change many objects, and one object more than once.
+	atLast map[string]int
+	// replay counts, while a resumed stream replays lastRV, the events per
+	// key that were already delivered and must be dropped.
+	replay  map[string]int
+	pending []Event // computed by a relist, not yet delivered
 }
 
 // Watch starts watching objects of kind k in namespace ("" for all).
 func (c *Client) Watch(ctx context.Context, k *api.Kind, namespace string, opts ListOptions) (*Watcher, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watcher{c: c, kind: k, ns: namespace, opts: opts, events: make(chan Event, 256), cancel: cancel,
-		done: make(chan struct{}), known: map[string]api.Object{}, atLast: map[string]bool{}}
+		done: make(chan struct{}), known: map[string]api.Object{}, atLast: map[string]int{}}
 	if opts.ResourceVersion != "" {
 		rv, err := strconv.ParseUint(opts.ResourceVersion, 10, 64)
 		if err != nil {
@@ -129,7 +135,7 @@ func (w *Watcher) relist(ctx context.Context) error {
 		}
 	}
 	w.lastRV, _ = strconv.ParseUint(list.ResourceVersion, 10, 64)
-	w.atLast = map[string]bool{}
+	w.atLast = map[string]int{}
 	w.pending = append(w.pending, out...)
 	return nil
 }
@@ -205,10 +211,12 @@ func (w *Watcher) stream(ctx context.Context) error {
 	q.Set("watch", "true")
 	q.Set("allowWatchBookmarks", "true")
 	from := w.lastRV
+	w.replay = nil
 	if len(w.atLast) > 0 && from > 0 {
 		// Objects changed by one batched entry share its version: resume
 		// from just before it and drop what was already delivered.
 		from--
+		w.replay = maps.Clone(w.atLast)
 	}
 	q.Set("resourceVersion", strconv.FormatUint(from, 10))
 	resp, err := w.c.Do(ctx, Request{Method: http.MethodGet, Path: w.kind.Path(w.ns), Query: q, Stream: true})
@@ -234,7 +242,7 @@ func (w *Watcher) stream(ctx context.Context) error {
 			}
 			json.Unmarshal(we.Object, &m)
 			if rv, _ := strconv.ParseUint(m.Metadata.ResourceVersion, 10, 64); rv > w.lastRV {
-				w.lastRV, w.atLast = rv, map[string]bool{}
+				w.lastRV, w.atLast, w.replay = rv, map[string]int{}, nil
 			}
 			continue
 		}
@@ -261,18 +269,22 @@ func (w *Watcher) stream(ctx context.Context) error {
 }
 
 // accept drops replays of events already delivered and advances lastRV.
+// The server sends an entry's events in the same order every time, so a
+// resumed stream drops, per key, as many events at lastRV as were
+// delivered before; a second change of one object in one entry is new.
 func (w *Watcher) accept(obj api.Object) bool {
 	rv, k := rvOf(obj), key(obj)
 	switch {
 	case rv < w.lastRV:
 		return false
 	case rv == w.lastRV:
-		if w.atLast[k] {
+		if w.replay[k] > 0 {
+			w.replay[k]--
 			return false
 		}
 	default:
-		w.lastRV, w.atLast = rv, map[string]bool{}
+		w.lastRV, w.atLast, w.replay = rv, map[string]int{}, nil
 	}
-	w.atLast[k] = true
+	w.atLast[k]++
 	return true
 }

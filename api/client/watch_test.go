@@ -146,3 +146,44 @@ func TestWatchDoesNotBlockOnALargeInitialList(t *testing.T) {
 		}
 	}
 }
+
+// One entry may change one object twice (a pod created and bound in one
+// batched entry): both events reach the consumer, and a stream resumed in
+// the middle of that entry drops exactly what was already delivered.
+func TestWatcherDeliversTwoChangesOfOneObjectInOneEntry(t *testing.T) {
+	f := &fakeWatchServer{lists: []string{list(6, cm("a", 5))}}
+	f.watches = []func(http.ResponseWriter, string){
+		func(w http.ResponseWriter, rv string) { // cut after c's two changes
+			w.Write([]byte(ev("ADDED", "c", 8) + ev("MODIFIED", "c", 8)))
+		},
+		func(w http.ResponseWriter, rv string) { // replays entry 8 whole
+			w.Write([]byte(ev("ADDED", "c", 8) + ev("MODIFIED", "c", 8) + ev("ADDED", "d", 8) + ev("MODIFIED", "c", 9)))
+		},
+	}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	c := newClient(t, srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w, err := c.Watch(ctx, api.ConfigMap, "default", ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	want := []string{"ADDED a 5", "ADDED c 8", "MODIFIED c 8", "ADDED d 8", "MODIFIED c 9"}
+	var got []string
+	for len(got) < len(want) {
+		select {
+		case e, ok := <-w.Events():
+			if !ok {
+				t.Fatalf("watch ended early: %v (got %v)", w.Err(), got)
+			}
+			got = append(got, fmt.Sprintf("%s %s %s", e.Type, e.Object.GetName(), e.Object.GetResourceVersion()))
+		case <-ctx.Done():
+			t.Fatalf("timed out; got %v", got)
+		}
+	}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("events\n got %v\nwant %v", got, want)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -208,6 +207,12 @@ func ServerPID(s *testcluster.Server) (int, error) {
 
 // RSSBytes reads VmRSS of a process.
 func RSSBytes(pid int) (int64, error) {
+	kb, err := statusKiB(pid, "VmRSS:")
+	return kb << 10, err
+}
+
+// statusKiB reads one "Name:  N kB" line of /proc/PID/status.
+func statusKiB(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -215,12 +220,11 @@ func RSSBytes(pid int) (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10, err
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
+			return strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 		}
 	}
-	return 0, errors.New("no VmRSS line")
+	return 0, fmt.Errorf("no %s line", field)
 }
 
 // GoMemStats reads a few Go runtime gauges from a server's /metrics, to

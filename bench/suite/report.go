@@ -26,6 +26,7 @@ type Results struct {
 	Data           *DataResults   `json:"data,omitempty"`
 	InProcInfo     *InProcBuild   `json:"inproc_build,omitempty"`
 	InProc         []InProcResult `json:"inproc_snapshot,omitempty"`
+	Sched          *SchedResults  `json:"sched,omitempty"`
 }
 
 // Goals from the issue the suite was written for.
@@ -95,6 +96,9 @@ func (r *Results) Markdown(w io.Writer) {
 	}
 	if len(r.InProc) > 0 || (r.Data != nil && len(r.Data.Snapshot) > 0) {
 		r.snapshotTable(p)
+	}
+	if r.Sched != nil {
+		r.schedTable(p)
 	}
 	if d := r.Data; d != nil && len(d.Loads) > 0 {
 		p("")

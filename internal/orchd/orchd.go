@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"orch.dev/orch/agent"
+	"orch.dev/orch/ctrl"
 	"orch.dev/orch/internal/logging"
 )
 
@@ -70,6 +71,7 @@ func agentCommand(stderr io.Writer) *cli.Command {
 			&cli.DurationFlag{Name: "raft-commit-timeout", Value: agent.DefaultRaftTiming.CommitTimeout, Usage: "how soon followers learn of a commit when writes are sparse (lower: fresher follower reads and watches; higher: less idle CPU)"},
 			&cli.Uint64Flag{Name: "snapshot-threshold", Value: 8192, Usage: "log entries between Raft snapshots"},
 			&cli.IntFlag{Name: "watch-history", Value: 32768, Usage: "changes kept for resuming watches"},
+			&cli.DurationFlag{Name: "node-monitor-grace-period", Value: ctrl.DefaultNodeMonitorGracePeriod, Usage: "how long a node may miss heartbeats before it is marked unreachable"},
 			&cli.Int64Flag{Name: "default-toleration-seconds", Value: agent.DefaultTolerationSeconds, Usage: "how long pods stay on a not-ready or unreachable node before they are replaced, unless they say otherwise"},
 		},
 		Action: func(c *cli.Context) error { return runAgent(c, stderr) },
@@ -164,6 +166,11 @@ func runAgent(c *cli.Context, stderr io.Writer) error {
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
+	}
+	if cfg.Server {
+		RegisterLeaderComponents(a, LeaderOptions{
+			Controllers: ctrl.Options{NodeMonitorGracePeriod: c.Duration("node-monitor-grace-period")},
+		})
 	}
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)

@@ -18,7 +18,7 @@ import (
 	"orch.dev/orch/bench/suite"
 )
 
-var allSuites = []string{"write", "list", "watch", "rss", "snapshot"}
+var allSuites = []string{"write", "list", "watch", "rss", "snapshot", "sched"}
 
 func main() {
 	suites := flag.String("suite", strings.Join(allSuites, ","), "comma-separated suites to run: "+strings.Join(allSuites, ", "))
@@ -32,6 +32,9 @@ func main() {
 	watchWrites := flag.Int("watch-writes", 300, "writes per run (watch suite)")
 	watchRate := flag.Float64("watch-rate", 20, "writes per second (watch suite)")
 	writers := flag.Int("load-writers", 256, "concurrent writers when loading objects")
+	schedScales := flag.String("sched-scales", "1000x30000,5000x50000", "NODESxPODS cluster sizes of the scheduling throughput runs (sched suite)")
+	schedRate := flag.Float64("sched-rate", 100, "pods per second of the steady-rate latency run (sched suite)")
+	schedLatPods := flag.Int("sched-latency-pods", 2000, "pods created at -sched-rate (sched suite)")
 	snapshots := flag.Int("snapshots", 3, "API snapshot saves per run (snapshot suite)")
 	jsonOut := flag.String("json", "", "write raw results to this file")
 	mdOut := flag.String("md", "", "also write the markdown summary to this file")
@@ -60,6 +63,15 @@ func main() {
 			os.Exit(2)
 		}
 		clientCounts = append(clientCounts, n)
+	}
+	var scales []suite.SchedScale
+	for _, s := range strings.Split(*schedScales, ",") {
+		var sc suite.SchedScale
+		if _, err := fmt.Sscanf(strings.TrimSpace(s), "%dx%d", &sc.Nodes, &sc.Pods); err != nil || sc.Nodes < 1 || sc.Pods < 1 {
+			fmt.Fprintf(os.Stderr, "orch-bench: -sched-scales: %q is not NODESxPODS\n", s)
+			os.Exit(2)
+		}
+		scales = append(scales, sc)
 	}
 	if *small {
 		suite.ListObjects, suite.BulkObjects = 1_000, 5_000
@@ -131,6 +143,10 @@ func main() {
 	if selected["snapshot"] {
 		build, inproc := suite.InProc(env, suite.BulkObjects, *runs, progress)
 		res.InProcInfo, res.InProc = &build, inproc
+	}
+	if selected["sched"] {
+		r := suite.Sched(env, suite.SchedConfig{Runs: *runs, Scales: scales, Rate: *schedRate, LatencyPods: *schedLatPods}, progress)
+		res.Sched = &r
 	}
 	save()
 	var md bytes.Buffer

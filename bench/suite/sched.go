@@ -1,0 +1,357 @@
+package suite
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"orch.dev/orch/api"
+	"orch.dev/orch/api/client"
+	"orch.dev/orch/internal/testcluster"
+)
+
+// SchedNamespace holds the scheduling benchmark's pods.
+const SchedNamespace = "bench-sched"
+
+// SchedScale is one cluster size of the throughput benchmark.
+type SchedScale struct {
+	Nodes int `json:"nodes"`
+	Pods  int `json:"pods"`
+}
+
+// SchedConfig tunes the scheduling suite.
+type SchedConfig struct {
+	Runs   int
+	Scales []SchedScale
+	// Steady-rate latency: Rate pods per second, one create each, for
+	// LatencyPods pods, on a cluster of the first scale's node count.
+	Rate        float64
+	LatencyPods int
+}
+
+// SchedResult is one throughput run: a ReplicaSet of Pods replicas on
+// Nodes simulated nodes, from its creation to the last pod bound.
+type SchedResult struct {
+	Run   int `json:"run"`
+	Nodes int `json:"nodes"`
+	Pods  int `json:"pods"`
+	// From the ReplicaSet's creation to every pod bound, as a watcher sees
+	// it: the controller creating the pods and the scheduler binding them.
+	TotalSeconds float64 `json:"total_seconds"`
+	TotalPerSec  float64 `json:"total_per_sec"`
+	// From the first pod seen to the last pod bound.
+	BindSeconds float64 `json:"bind_seconds"`
+	BindPerSec  float64 `json:"bind_per_sec"`
+	// The leader's peak VmRSS (VmHWM) at the end of the run.
+	LeaderPeakMiB float64 `json:"leader_peak_rss_mib"`
+	LoadAvg       float64 `json:"loadavg_1m"`
+}
+
+// SchedLatencyResult is one steady-rate run: each pod's latency from the
+// start of its create request to a watcher seeing it bound.
+type SchedLatencyResult struct {
+	Run     int     `json:"run"`
+	Nodes   int     `json:"nodes"`
+	Rate    float64 `json:"rate_per_sec"`
+	Pods    int     `json:"pods"`
+	P50Ms   float64 `json:"p50_ms"`
+	P99Ms   float64 `json:"p99_ms"`
+	MaxMs   float64 `json:"max_ms"`
+	LoadAvg float64 `json:"loadavg_1m"`
+}
+
+// SchedResults are the scheduling suite's figures.
+type SchedResults struct {
+	Throughput []SchedResult        `json:"throughput"`
+	Latency    []SchedLatencyResult `json:"latency"`
+}
+
+// Sched runs the scheduling suite: for each run and scale a fresh 3-server
+// cluster with a simulator (`orchd simulate`) registering the nodes.
+func Sched(env *Env, cfg SchedConfig, progress func(string)) SchedResults {
+	var out SchedResults
+	for run := 1; run <= cfg.Runs; run++ {
+		for i, sc := range cfg.Scales {
+			mark := env.Mark()
+			c, cl := startSchedCluster(env, sc.Nodes)
+			r := schedThroughput(env, c, cl, sc)
+			r.Run = run
+			out.Throughput = append(out.Throughput, r)
+			progress(fmt.Sprintf("sched run %d: %d nodes, %d pods: %.0f pods/s created+bound (%.0f pods/s bound), leader peak RSS %.0f MiB",
+				run, sc.Nodes, sc.Pods, r.TotalPerSec, r.BindPerSec, r.LeaderPeakMiB))
+			if i == 0 && cfg.LatencyPods > 0 {
+				l := schedLatency(env, cl, cfg.Rate, cfg.LatencyPods)
+				l.Run, l.Nodes = run, sc.Nodes
+				out.Latency = append(out.Latency, l)
+				progress(fmt.Sprintf("sched run %d: %.0f pods/s steady: create->bound p50 %.1f ms p99 %.1f ms max %.1f ms",
+					run, l.Rate, l.P50Ms, l.P99Ms, l.MaxMs))
+			}
+			env.PopCleanups(mark)
+		}
+	}
+	return out
+}
+
+// startSchedCluster starts three servers and a simulator of n nodes, and
+// waits until the nodes are registered.
+func startSchedCluster(env *Env, nodes int) (*testcluster.Cluster, *client.Client) {
+	c := StartOrch(env)
+	cl := OrchClient(env, c)
+	ip := c.Servers[0].IP
+	simIP := ip[:strings.LastIndex(ip, ".")] + ".20"
+	logPath := filepath.Join(env.TempDir(), "simulate.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		env.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(testcluster.Binaries(env), "orchd"), "simulate", "--join", ip,
+		"--bind", simIP, "--nodes", fmt.Sprint(nodes), "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		env.Fatal(err)
+	}
+	env.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+	})
+	ctx := context.Background()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		l, err := cl.List(ctx, api.Node, "", client.ListOptions{LabelSelector: "orch.dev/simulated=true"})
+		ready := 0
+		if err == nil {
+			for _, o := range l.Items {
+				if nodeReady(o.(*corev1.Node)) {
+					ready++
+				}
+			}
+		}
+		if ready == nodes {
+			break
+		}
+		if time.Now().After(deadline) {
+			env.Fatalf("simulator registered %d Ready nodes of %d in 2m (err %v; log %s)", ready, nodes, err, logPath)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := CreateNamespace(ctx, cl, SchedNamespace); err != nil {
+		env.Fatal(err)
+	}
+	return c, cl
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// benchPodSpec is small enough that every scale fits with room to spare
+// (10-30 pods per node of 4 cpu, 8 GiB, 110 pods).
+func benchPodSpec() corev1.PodSpec {
+	return corev1.PodSpec{Containers: []corev1.Container{{
+		Name: "app", Image: "bench:v1",
+		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+			corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi"),
+		}},
+	}}}
+}
+
+// bindWatch follows the pods of SchedNamespace and records when each was
+// first seen and first seen bound.
+type bindWatch struct {
+	mu    sync.Mutex
+	seen  map[string]time.Time
+	bound map[string]time.Time
+	wake  chan struct{}
+}
+
+func watchBindings(ctx context.Context, env *Env, cl *client.Client) *bindWatch {
+	w, err := cl.Watch(ctx, api.Pod, SchedNamespace, client.ListOptions{})
+	if err != nil {
+		env.Fatal(err)
+	}
+	bw := &bindWatch{seen: map[string]time.Time{}, bound: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	go func() {
+		for ev := range w.Events() {
+			now := time.Now()
+			pod, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == client.Deleted {
+				continue
+			}
+			bw.mu.Lock()
+			if _, ok := bw.seen[pod.Name]; !ok {
+				bw.seen[pod.Name] = now
+			}
+			if _, ok := bw.bound[pod.Name]; !ok && pod.Spec.NodeName != "" {
+				bw.bound[pod.Name] = now
+			}
+			bw.mu.Unlock()
+			select {
+			case bw.wake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return bw
+}
+
+// waitBound waits until n pods are bound and returns when the first pod
+// was seen and the last one bound.
+func (bw *bindWatch) waitBound(env *Env, n int, timeout time.Duration) (first, last time.Time) {
+	deadline := time.After(timeout)
+	for {
+		bw.mu.Lock()
+		done := len(bw.bound) >= n
+		if done {
+			for _, t := range bw.seen {
+				if first.IsZero() || t.Before(first) {
+					first = t
+				}
+			}
+			for _, t := range bw.bound {
+				if t.After(last) {
+					last = t
+				}
+			}
+		}
+		have := len(bw.bound)
+		bw.mu.Unlock()
+		if done {
+			return first, last
+		}
+		select {
+		case <-bw.wake:
+		case <-deadline:
+			env.Fatalf("only %d of %d pods bound after %v", have, n, timeout)
+		}
+	}
+}
+
+func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc SchedScale) SchedResult {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bw := watchBindings(ctx, env, cl)
+	replicas := int32(sc.Pods)
+	labels := map[string]string{"app": "bench"}
+	rs := &appsv1.ReplicaSet{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "ReplicaSet"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: SchedNamespace, Name: "bench"},
+		Spec: appsv1.ReplicaSetSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: benchPodSpec()}},
+	}
+	start := time.Now()
+	if _, err := cl.Create(ctx, rs); err != nil {
+		env.Fatal(err)
+	}
+	first, last := bw.waitBound(env, sc.Pods, 10*time.Minute)
+	r := SchedResult{Nodes: sc.Nodes, Pods: sc.Pods, LoadAvg: LoadAvg()}
+	r.TotalSeconds = last.Sub(start).Seconds()
+	r.TotalPerSec = float64(sc.Pods) / r.TotalSeconds
+	r.BindSeconds = last.Sub(first).Seconds()
+	r.BindPerSec = float64(sc.Pods) / r.BindSeconds
+	if l := c.Leader(); l != nil {
+		if hwm, err := statusKiB(l.PID(), "VmHWM:"); err == nil {
+			r.LeaderPeakMiB = float64(hwm) / 1024
+		}
+	}
+	return r
+}
+
+func schedLatency(env *Env, cl *client.Client, rate float64, pods int) SchedLatencyResult {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bw := watchBindings(ctx, env, cl)
+	// The watcher counts the throughput run's pods too.
+	bw.mu.Lock()
+	base := len(bw.bound)
+	bw.mu.Unlock()
+	started := make(map[string]time.Time, pods)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	errs := make(chan error, pods)
+	for i := range pods {
+		<-tick.C
+		name := fmt.Sprintf("lat-%06d", i)
+		pod := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: SchedNamespace, Name: name}, Spec: benchPodSpec()}
+		mu.Lock()
+		started[name] = time.Now()
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := cl.Create(ctx, pod); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		env.Fatal(err)
+	}
+	bw.waitBound(env, base+pods, time.Minute)
+	var lat Latencies
+	bw.mu.Lock()
+	for name, t0 := range started {
+		lat = append(lat, bw.bound[name].Sub(t0))
+	}
+	bw.mu.Unlock()
+	return SchedLatencyResult{Rate: rate, Pods: pods, P50Ms: Ms(lat.Percentile(50)), P99Ms: Ms(lat.Percentile(99)),
+		MaxMs: Ms(lat.Percentile(100)), LoadAvg: LoadAvg()}
+}
+
+// schedTable reports the scheduling suite.
+func (r *Results) schedTable(p func(string, ...any)) {
+	s := r.Sched
+	p("")
+	p("### Scheduling (3 servers, simulated nodes from `orchd simulate`; goal >= 3,000 pods/s, create->bound p99 <= 50 ms at 100 pods/s)")
+	p("")
+	p("| nodes | pods | ReplicaSet created -> all bound, pods/s | first pod seen -> all bound, pods/s | seconds | leader peak RSS MiB |")
+	p("|---:|---:|---:|---:|---:|---:|")
+	seen := map[SchedScale]bool{}
+	for _, t := range s.Throughput {
+		sc := SchedScale{Nodes: t.Nodes, Pods: t.Pods}
+		if seen[sc] {
+			continue
+		}
+		seen[sc] = true
+		var total, bind, secs, rss []float64
+		for _, u := range s.Throughput {
+			if u.Nodes == sc.Nodes && u.Pods == sc.Pods {
+				total, bind = append(total, u.TotalPerSec), append(bind, u.BindPerSec)
+				secs, rss = append(secs, u.TotalSeconds), append(rss, u.LeaderPeakMiB)
+			}
+		}
+		p("| %d | %d | %s | %s | %s | %s |", sc.Nodes, sc.Pods, SpreadOf(total).Format(0), SpreadOf(bind).Format(0),
+			SpreadOf(secs).Format(1), SpreadOf(rss).Format(0))
+	}
+	if len(s.Latency) > 0 {
+		var p50, p99, mx []float64
+		for _, l := range s.Latency {
+			p50, p99, mx = append(p50, l.P50Ms), append(p99, l.P99Ms), append(mx, l.MaxMs)
+		}
+		l := s.Latency[0]
+		p("")
+		p("| steady rate | pods | nodes | create->bound p50 ms | p99 ms | max ms |")
+		p("|---:|---:|---:|---:|---:|---:|")
+		p("| %.0f/s | %d | %d | %s | %s | %s |", l.Rate, l.Pods, l.Nodes, SpreadOf(p50).Format(1), SpreadOf(p99).Format(1), SpreadOf(mx).Format(1))
+	}
+}

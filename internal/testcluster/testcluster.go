@@ -116,6 +116,9 @@ type Cluster struct {
 	prefix  string // "127.A.B."
 	opts    Options
 	Servers []*Server
+	// Others are the cluster's other processes (simulators, workers):
+	// killed with the servers, their logs shown when a test fails.
+	Others []*Server
 }
 
 // Server is one orchd process.
@@ -438,11 +441,14 @@ func (c *Cluster) Eventually(timeout time.Duration, what string, cond func() boo
 }
 
 func (c *Cluster) cleanup() {
+	for _, s := range c.Others {
+		s.Kill()
+	}
 	for _, s := range c.Servers {
 		s.Kill()
 	}
 	if c.t.Failed() || os.Getenv("ORCH_TEST_LOGS") != "" {
-		for _, s := range c.Servers {
+		for _, s := range append(c.Servers, c.Others...) {
 			b, _ := os.ReadFile(s.LogPath)
 			if len(b) > 200_000 {
 				b = append([]byte("...(truncated)...\n"), b[len(b)-200_000:]...)

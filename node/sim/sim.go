@@ -48,10 +48,11 @@ type Config struct {
 type Simulator struct {
 	cfg   Config
 	cl    *client.Client
-	nodes map[string]bool
+	nodes map[string]string // name -> InternalIP
 	log   *slog.Logger
 
 	reported atomic.Int64 // pods reported Running
+	podIPs   atomic.Int64 // pod IPs handed out
 }
 
 // New prepares a simulator that talks to the API through cl.
@@ -68,9 +69,9 @@ func New(cfg Config, cl *client.Client) (*Simulator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Simulator{cfg: cfg, cl: cl, nodes: map[string]bool{}, log: cfg.Logger}
+	s := &Simulator{cfg: cfg, cl: cl, nodes: map[string]string{}, log: cfg.Logger}
 	for i := range cfg.Nodes {
-		s.nodes[s.nodeName(i)] = true
+		s.nodes[s.nodeName(i)] = fakeIP(18, i)
 	}
 	return s, nil
 }
@@ -93,16 +94,17 @@ func (s *Simulator) node(i int) *corev1.Node {
 	}
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
 		Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity,
-			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fakeIP(10, i)}, {Type: corev1.NodeHostName, Address: name}},
+			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fakeIP(18, i)}, {Type: corev1.NodeHostName, Address: name}},
 			NodeInfo:  corev1.NodeSystemInfo{KubeletVersion: "orch-simulated", OperatingSystem: "linux", Architecture: "amd64"}}}
 	api.Node.SetTypeMeta(n)
 	return n
 }
 
-// fakeIP gives node or pod i an address in a documentation-only range; no
-// traffic is ever sent to it.
-func fakeIP(base byte, i int) string {
-	return net.IPv4(198, 18+byte(i>>16)&1, byte(i>>8), byte(i)).String()
+// fakeIP gives node or pod i an address in the benchmarking range
+// 198.18.0.0/15 (nodes in 198.18/16, pods in 198.19/16, wrapping after
+// 65,536); no traffic is ever sent to it.
+func fakeIP(second byte, i int) string {
+	return net.IPv4(198, second, byte(i>>8), byte(i)).String()
 }
 
 // Register creates the nodes that do not exist yet.
@@ -201,7 +203,7 @@ func (s *Simulator) Run(ctx context.Context) error {
 				return fmt.Errorf("pod watch ended: %v", w.Err())
 			}
 			p := e.Object.(*corev1.Pod)
-			if e.Type == client.Deleted || !s.nodes[p.Spec.NodeName] {
+			if e.Type == client.Deleted || s.nodes[p.Spec.NodeName] == "" {
 				continue
 			}
 			if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodPending {
@@ -228,8 +230,8 @@ func (s *Simulator) handle(ctx context.Context, p *corev1.Pod) {
 	now := metav1.Now()
 	next.Status.Phase = corev1.PodRunning
 	next.Status.StartTime = &now
-	next.Status.PodIP = fakeIP(11, int(s.reported.Load()))
-	next.Status.HostIP = next.Status.PodIP
+	next.Status.PodIP = fakeIP(19, int(s.podIPs.Add(1)-1))
+	next.Status.HostIP = s.nodes[p.Spec.NodeName]
 	for _, t := range []corev1.PodConditionType{corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady} {
 		setCondition(&next.Status, corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now})
 	}

@@ -76,6 +76,9 @@ func TestSimulatedNodesPlayTheKubelet(t *testing.T) {
 		if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
 			return false
 		}
+		if p.Status.HostIP != "198.18.0.2" || p.Status.PodIP == p.Status.HostIP {
+			t.Fatalf("pod IP %s, host IP %s: want sim-2's address 198.18.0.2 as host IP and a pod IP of its own", p.Status.PodIP, p.Status.HostIP)
+		}
 		for _, cond := range p.Status.Conditions {
 			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
 				return true

@@ -53,6 +53,9 @@ func toStatus(err error) *apierrors.StatusError {
 			s.ErrStatus.Details = &metav1.StatusDetails{Name: oe.Name, Kind: gr.Resource,
 				Causes: []metav1.StatusCause{{Type: "DisruptionBudget", Message: oe.Msg}}}
 			return s
+		case errors.Is(err, fsm.ErrInvalid) && oe.Field != nil:
+			return apierrors.NewInvalid(oe.Kind.GroupVersion().WithKind(oe.Kind.Kind).GroupKind(), oe.Name,
+				field.ErrorList{field.Invalid(field.NewPath(oe.Field.Path), oe.Field.Value, oe.Msg)})
 		case errors.Is(err, fsm.ErrForbidden):
 			s := apierrors.NewForbidden(gr, oe.Name, errors.New(oe.Msg))
 			s.ErrStatus.Message = oe.Msg

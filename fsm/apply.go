@@ -33,6 +33,7 @@ type ObjectError struct {
 	Kind            *api.Kind
 	Namespace, Name string
 	Msg             string
+	Field           *FieldError // with ErrInvalid: the field refused
 }
 
 func (e *ObjectError) Error() string { return e.Msg }
@@ -144,8 +145,13 @@ func (a *applier) create(c *Create) *Result {
 			return objErr(ErrForbidden, k, ns, name, "unable to create new content in namespace %s because it is being terminated", ns)
 		}
 	}
-	if n, ok := obj.(*corev1.Node); ok {
-		a.allocatePodCIDR(n)
+	switch o := obj.(type) {
+	case *corev1.Node:
+		a.allocatePodCIDR(o)
+	case *corev1.Service:
+		if res := a.allocateService(o, nil); res != nil {
+			return res
+		}
 	}
 	obj.SetResourceVersion(formatRV(a.index))
 	if k.HasSpec {
@@ -190,6 +196,11 @@ func (a *applier) update(c *Update) *Result {
 		return objErr(ErrNotFound, k, ns, name, "%s has no status subresource", k.Resource)
 	}
 	next := Merge(k, old.Obj, obj, c.Status)
+	if svc, ok := next.(*corev1.Service); ok && !c.Status {
+		if res := a.allocateService(svc, old.Obj.(*corev1.Service)); res != nil {
+			return res
+		}
+	}
 	if sameObject(next, old.Obj) {
 		return &Result{Record: old} // no change: no new version, no event
 	}

@@ -79,6 +79,7 @@ func Run(ctx context.Context, c Cluster, opts Options) {
 		newDaemonSetController(c, rec),
 		newGarbageCollector(c),
 		newNodeLifecycleController(c, rec, opts),
+		newEndpointsController(c),
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)

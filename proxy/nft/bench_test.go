@@ -1,0 +1,123 @@
+package nft
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"orch.dev/orch/proxy"
+	"orch.dev/orch/proxy/internal/testnet"
+)
+
+// cluster returns n services with m ready endpoints each.
+func cluster(n, m int) ([]*corev1.Service, []*corev1.Endpoints) {
+	var svcs []*corev1.Service
+	var eps []*corev1.Endpoints
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("svc%d", i)
+		meta := metav1.ObjectMeta{Namespace: "bench", Name: name}
+		svcs = append(svcs, &corev1.Service{ObjectMeta: meta, Spec: corev1.ServiceSpec{
+			ClusterIP: fmt.Sprintf("10.96.%d.%d", i/250, 1+i%250),
+			Ports:     []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(8080)}}}})
+		ss := corev1.EndpointSubset{Ports: []corev1.EndpointPort{{Port: 8080, Protocol: corev1.ProtocolTCP}}}
+		for j := 0; j < m; j++ {
+			k := i*m + j
+			ss.Addresses = append(ss.Addresses, corev1.EndpointAddress{IP: fmt.Sprintf("10.244.%d.%d", k/250, 1+k%250)})
+		}
+		eps = append(eps, &corev1.Endpoints{ObjectMeta: meta, Subsets: []corev1.EndpointSubset{ss}})
+	}
+	return svcs, eps
+}
+
+func newProxier(b testing.TB, ns *testnet.NS, svcs []*corev1.Service, eps []*corev1.Endpoints) (*proxy.Proxier, *Backend) {
+	be := New(Config{NetNS: ns.Path})
+	b.Cleanup(func() { be.Close() })
+	p := proxy.New(proxy.Config{Backend: be, DrainTimeout: -1})
+	p.ReplaceServices(svcs)
+	p.ReplaceEndpoints(eps)
+	return p, be
+}
+
+// BenchmarkSyncFull: a proxy starting on an empty kernel programs 1,000
+// services x 10 endpoints (Init, Read, Compute, Diff, Apply).
+func BenchmarkSyncFull(b *testing.B) {
+	if why := testnet.Available(); why != "" {
+		b.Skip(why)
+	}
+	ns := testnet.New(b, "bench-full", 0)
+	svcs, eps := cluster(1000, 10)
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		p, be := newProxier(b, ns, svcs, eps)
+		if err := be.Cleanup(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := p.Sync(ctx, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSyncOneEndpoint: with 1,000 services x 10 endpoints programmed,
+// one service loses (or regains) one endpoint.
+func BenchmarkSyncOneEndpoint(b *testing.B) {
+	if why := testnet.Available(); why != "" {
+		b.Skip(why)
+	}
+	ns := testnet.New(b, "bench-one", 0)
+	svcs, eps := cluster(1000, 10)
+	ctx := context.Background()
+	p, _ := newProxier(b, ns, svcs, eps)
+	if err := p.Sync(ctx, false); err != nil {
+		b.Fatal(err)
+	}
+	full := eps[500]
+	short := full.DeepCopy()
+	short.Subsets[0].Addresses = short.Subsets[0].Addresses[1:]
+	i := 0
+	for b.Loop() {
+		if i%2 == 0 {
+			p.OnEndpoints(short)
+		} else {
+			p.OnEndpoints(full)
+		}
+		i++
+		if err := p.Sync(ctx, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The first sync programmed 1,000; each later one a single virtual server.
+	if st := p.Stats(); st.Changes-1000 != st.Syncs-1 {
+		b.Fatalf("%d changes in %d syncs: want one virtual server per sync", st.Changes-1000, st.Syncs-1)
+	}
+}
+
+// BenchmarkRead: what a restarted proxy reads back from a kernel holding
+// 1,000 services x 10 endpoints.
+func BenchmarkRead(b *testing.B) {
+	if why := testnet.Available(); why != "" {
+		b.Skip(why)
+	}
+	ns := testnet.New(b, "bench-read", 0)
+	svcs, eps := cluster(1000, 10)
+	ctx := context.Background()
+	p, be := newProxier(b, ns, svcs, eps)
+	if err := p.Sync(ctx, false); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		rs, err := be.Read(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(rs) != 1000 {
+			b.Fatalf("read %d virtual servers", len(rs))
+		}
+	}
+}

@@ -7,7 +7,7 @@ LDFLAGS := -X orch.dev/orch/internal/orchd.Version=$(VERSION) -X orch.dev/orch/c
 BIN     := $(CURDIR)/bin
 
 
-.PHONY: all build test unit e2e lint fuzz demo demo-down bench chaos clean deps
+.PHONY: all build test unit e2e lint fuzz demo demo-down bench chaos clean deps images
 
 all: build
 
@@ -26,7 +26,14 @@ build-race:
 # Every package's tests run under the race detector; the multi-process tests
 # run servers that are race-built too.
 test: deps lint build-race
+	@scripts/deps.sh base runtime
 	ORCH_BIN_DIR=$(BIN)/race $(GO) test -race -count=1 -timeout 20m ./...
+
+# The test programs (testdata/images/*) as OCI archives, testdata/images/out/<name>.tar,
+# for `orchctl image import` (imported as orch.test/<name>:v1).
+images:
+	@scripts/deps.sh base images
+	$(GO) run ./testdata/images/build
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -53,3 +60,9 @@ bench: build
 
 clean:
 	rm -rf $(BIN)
+
+# The proxy conformance suite against a kernel with IPVS (this machine's has
+# none): boots Debian's stock kernel under qemu; see proxy/README.md.
+.PHONY: ipvs-test
+ipvs-test:
+	@scripts/ipvs-test.sh

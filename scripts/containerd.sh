@@ -49,9 +49,11 @@ CONF
 }
 
 stop() {
+  local nss=()
   if running && answers; then
     # Kill and delete every task first, so no shim outlives its daemon.
-    for ns in $(ctr --address "$SOCK" namespaces list -q); do
+    mapfile -t nss < <(ctr --address "$SOCK" namespaces list -q)
+    for ns in "${nss[@]}"; do
       for t in $(ctr --address "$SOCK" -n "$ns" tasks list -q); do
         ctr --address "$SOCK" -n "$ns" tasks kill -a -s SIGKILL "$t" >/dev/null 2>&1 || true
         for _ in $(seq 50); do
@@ -71,6 +73,16 @@ stop() {
   awk -v d="$DIR/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$DIR"
+  # What runc and the shims leave outside DIR: the parent cgroup of each
+  # namespace's containers, runc's state root per namespace, the shim socket
+  # directory. rmdir removes only what is empty, so another containerd's
+  # state is safe.
+  for ns in "${nss[@]}"; do
+    [[ -n $ns ]] || continue
+    find /sys/fs/cgroup/*/"$ns" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    rmdir "/run/containerd/runc/$ns" 2>/dev/null || true
+  done
+  rmdir /run/containerd/runc /run/containerd/s /run/containerd 2>/dev/null || true
 }
 
 case $cmd in

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, through apt, what a make target needs and the machine lacks.
-# Usage: scripts/deps.sh GROUP...   (groups: base, bench)
+# Usage: scripts/deps.sh GROUP...   (groups: base, bench, runtime, images)
 # Nothing is installed when everything is present, so this is cheap to run
 # before every target.
 set -euo pipefail
@@ -8,11 +8,17 @@ set -euo pipefail
 declare -A packages=(
   [base]="curl iproute2 ca-certificates"
   [bench]="etcd-server etcd-client"
+  # real containers: node/runtime's tests and the demo's workers
+  [runtime]="containerd runc containernetworking-plugins nftables iproute2 docker-registry busybox-static"
+  # make images: busybox is the test images' base layer (static, it runs anywhere)
+  [images]="busybox-static"
 )
 # command (or file) that proves each package is present
 declare -A probe=(
   [curl]=curl [iproute2]=ip [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
   [etcd-server]=etcd [etcd-client]=etcdctl
+  [containerd]=containerd [runc]=runc [containernetworking-plugins]=/usr/lib/cni/bridge
+  [nftables]=nft [docker-registry]=docker-registry [busybox-static]=/bin/busybox
 )
 
 missing=()

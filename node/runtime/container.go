@@ -2,18 +2,19 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
-	tasktypes "github.com/containerd/containerd/api/types/task"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -105,6 +106,10 @@ func (c *Containerd) CreateContainer(ctx context.Context, sandboxID string, cfg 
 
 	sbDir := c.sandboxDir(sb.ID)
 	mounts := []specs.Mount{
+		// The container's own cgroups, read-only, as Docker and CRI mount
+		// them: runtimes (JVM, GOMAXPROCS, automemlimit) size themselves
+		// from these files.
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
 		bindMount(filepath.Join(sbDir, "hostname"), "/etc/hostname", false),
 		bindMount(filepath.Join(sbDir, "hosts"), "/etc/hosts", false),
 		bindMount(filepath.Join(sbDir, "resolv.conf"), "/etc/resolv.conf", false),
@@ -159,6 +164,16 @@ func bindMount(src, dst string, ro bool) specs.Mount {
 	return specs.Mount{Source: src, Destination: dst, Type: "bind", Options: []string{"rbind", "rprivate", mode}}
 }
 
+// swapLimitable reports whether the kernel accounts swap per cgroup (v1
+// memory.memsw.*, v2 memory.swap.max); runc refuses a swap limit otherwise.
+var swapLimitable = sync.OnceValue(func() bool {
+	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"); err == nil {
+		return true
+	}
+	m, _ := filepath.Glob("/sys/fs/cgroup/*/memory.swap.max")
+	return len(m) > 0
+})
+
 func resourceOpts(r Resources) []oci.SpecOpts {
 	var opts []oci.SpecOpts
 	if r.CPURequestMilli > 0 {
@@ -170,12 +185,19 @@ func resourceOpts(r Resources) []oci.SpecOpts {
 	}
 	if r.MemoryLimitBytes > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(r.MemoryLimitBytes)))
+		if swapLimitable() {
+			// Memory plus swap capped at the memory limit: no swap, as
+			// kubelet does, so exceeding the limit is an OOM kill and not
+			// a slow crawl through swap.
+			opts = append(opts, oci.WithMemorySwap(r.MemoryLimitBytes))
+		}
 	}
 	return opts
 }
 
 // StartContainer implements Runtime.
 func (c *Containerd) StartContainer(ctx context.Context, id string) error {
+	ctx = c.withClientLog(ctx)
 	unlock := c.locks.lock(id)
 	defer unlock()
 	ctr, err := c.client.LoadContainer(ctx, id)
@@ -189,24 +211,63 @@ func (c *Containerd) StartContainer(ctx context.Context, id string) error {
 	if _, ran := labels[lExitCode]; ran || labels[lStartError] != "" || labels[lStartedAt] != "" {
 		return fmt.Errorf("container %s was started before: create a new one: %w", id, errdefs.ErrFailedPrecondition)
 	}
+	logPath := labels[lLogPath]
+	if err := touch(logPath); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Creating and starting the task is not cut short by ctx: a start
+	// interrupted half-way can leave a process nobody records.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
 	started := time.Now().UTC()
-	task, err := ctr.NewTask(ctx, cio.LogFile(labels[lLogPath]))
+	task, err := ctr.NewTask(sctx, logFileIO(logPath))
 	if err == nil {
-		if err = task.Start(ctx); err != nil {
-			task.Delete(context.WithoutCancel(ctx))
+		if err = task.Start(sctx); err != nil {
+			task.Delete(sctx)
 		}
 	}
 	if err != nil {
-		if ctx.Err() != nil || errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) {
-			return fmt.Errorf("start container %s: %w", id, err)
+		if errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || errdefs.IsAlreadyExists(err) || errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("start container %s: %w", id, err) // containerd's trouble (or ours), not the container's
 		}
 		msg := startErrorMessage(err)
-		c.setLabels(context.WithoutCancel(ctx), id, map[string]string{
+		c.setLabels(sctx, id, map[string]string{
 			lStartError: msg, lFinishedAt: time.Now().UTC().Format(time.RFC3339Nano),
 		})
 		return fmt.Errorf("start container %s: %w: %s", id, ErrCannotRun, msg)
 	}
-	return c.setLabels(ctx, id, map[string]string{lStartedAt: started.Format(time.RFC3339Nano)})
+	return c.setLabels(sctx, id, map[string]string{lStartedAt: started.Format(time.RFC3339Nano)})
+}
+
+// logFileIO has the shim append the task's stdout and stderr to the
+// existing file at path, each through its own descriptor: stderr is named
+// by a second spelling of the same path. With one spelling (cio.LogFile)
+// containerd 1.6's shim shares one descriptor between both copiers and the
+// stdout copier closes it at exit, losing stderr written just before exit:
+// the last words of a crashing process.
+func logFileIO(path string) cio.Creator {
+	return func(string) (cio.IO, error) {
+		return fileIO{cio.Config{Stdout: path, Stderr: filepath.Dir(path) + "/./" + filepath.Base(path)}}, nil
+	}
+}
+
+// fileIO is a task's IO that the shim does alone: nothing to copy or close here.
+type fileIO struct{ cfg cio.Config }
+
+func (f fileIO) Config() cio.Config { return f.cfg }
+func (fileIO) Cancel()              {}
+func (fileIO) Wait()                {}
+func (fileIO) Close() error         { return nil }
+
+func touch(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // startErrorMessage keeps the useful end of runc's error chain, e.g.
@@ -237,6 +298,7 @@ func notFound(kind, id string, err error) error {
 
 // StopContainer implements Runtime.
 func (c *Containerd) StopContainer(ctx context.Context, id string, grace time.Duration) error {
+	ctx = c.withClientLog(ctx)
 	ctr, err := c.client.LoadContainer(ctx, id)
 	if err != nil {
 		return notFound("container", id, err)
@@ -309,26 +371,9 @@ func (c *Containerd) finalize(ctx context.Context, id string, code uint32, at ti
 	return nil
 }
 
-// cgroupOOMKills reads the kernel's OOM kill count of a container's memory
-// cgroup (v1 memory.oom_control or v2 memory.events); 0 when unreadable.
-func cgroupOOMKills(cgPath string) int {
-	for _, f := range []string{"/sys/fs/cgroup/memory" + cgPath + "/memory.oom_control", "/sys/fs/cgroup" + cgPath + "/memory.events"} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-				n, _ := strconv.Atoi(strings.TrimSpace(v))
-				return n
-			}
-		}
-	}
-	return 0
-}
-
 // RemoveContainer implements Runtime.
 func (c *Containerd) RemoveContainer(ctx context.Context, id string) error {
+	ctx = c.withClientLog(ctx)
 	unlock := c.locks.lock(id)
 	defer unlock()
 	ctr, err := c.client.LoadContainer(ctx, id)
@@ -357,101 +402,4 @@ func (c *Containerd) RemoveContainer(ctx context.Context, id string) error {
 		os.Remove(filepath.Dir(p)) // only when empty: other attempts keep it
 	}
 	return nil
-}
-
-// ContainerStatus implements Runtime.
-func (c *Containerd) ContainerStatus(ctx context.Context, id string) (ContainerStatus, error) {
-	info, err := c.client.ContainerService().Get(ctx, id)
-	if err != nil {
-		return ContainerStatus{}, notFound("container", id, err)
-	}
-	var proc *tasktypes.Process
-	if _, done := info.Labels[lExitCode]; !done {
-		r, err := c.client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: id})
-		if err = errgrpc.ToNative(err); err == nil {
-			proc = r.Process
-		} else if !errdefs.IsNotFound(err) {
-			return ContainerStatus{}, err
-		}
-	}
-	return c.status(info, proc), nil
-}
-
-// ListContainers implements Runtime.
-func (c *Containerd) ListContainers(ctx context.Context) ([]ContainerStatus, error) {
-	infos, err := c.client.ContainerService().List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r, err := c.client.TaskService().List(ctx, &tasks.ListTasksRequest{})
-	if err != nil {
-		return nil, errgrpc.ToNative(err)
-	}
-	procs := make(map[string]*tasktypes.Process, len(r.Tasks))
-	for _, p := range r.Tasks {
-		procs[p.ID] = p
-	}
-	out := make([]ContainerStatus, 0, len(infos))
-	for _, info := range infos {
-		out = append(out, c.status(info, procs[info.ID]))
-	}
-	return out, nil
-}
-
-func (c *Containerd) status(info containers.Container, proc *tasktypes.Process) ContainerStatus {
-	l := info.Labels
-	s := ContainerStatus{
-		ID: info.ID, SandboxID: l[LabelSandbox], PodUID: l[LabelPodUID], Name: l[LabelContainer],
-		Image: info.Image, ImageID: l[lImageID], LogPath: l[lLogPath], CreatedAt: info.CreatedAt,
-		StartedAt: parseTime(l[lStartedAt]), FinishedAt: parseTime(l[lFinishedAt]),
-		State: StateCreated, Labels: make(map[string]string, len(l)),
-	}
-	s.Attempt, _ = strconv.Atoi(l[LabelAttempt])
-	for k, v := range l {
-		if !strings.HasPrefix(k, internalPrefix) {
-			s.Labels[k] = v
-		}
-	}
-	exited := func(code int, oom bool) {
-		s.State, s.ExitCode = StateExited, code
-		switch {
-		case oom:
-			s.Reason = ReasonOOMKilled
-		case code == 0:
-			s.Reason = ReasonCompleted
-		default:
-			s.Reason = ReasonError
-		}
-	}
-	switch {
-	case l[lExitCode] != "":
-		code, _ := strconv.Atoi(l[lExitCode])
-		exited(code, l[lOOM] == "true")
-	case l[lStartError] != "":
-		s.State, s.ExitCode, s.Reason, s.Message = StateExited, ExitCodeCannotRun, ReasonCannotRun, l[lStartError]
-	case proc == nil:
-		// Created, or started and its task deleted without a record:
-		// containerd restarted and lost it, or the machine rebooted.
-		if !s.StartedAt.IsZero() {
-			s.State, s.Reason = StateUnknown, "TaskLost"
-		}
-	case proc.Status == tasktypes.Status_RUNNING || proc.Status == tasktypes.Status_PAUSED || proc.Status == tasktypes.Status_PAUSING:
-		s.State, s.PID = StateRunning, proc.Pid
-	case proc.Status == tasktypes.Status_STOPPED:
-		// Exited, not yet recorded by the monitor.
-		exited(int(proc.ExitStatus), cgroupOOMKills("/"+c.cfg.Namespace+"/"+info.ID) > 0)
-		if proc.ExitedAt != nil {
-			s.FinishedAt = proc.ExitedAt.AsTime()
-		}
-	case proc.Status == tasktypes.Status_CREATED:
-		s.State = StateCreated
-	default:
-		s.State = StateUnknown
-	}
-	return s
-}
-
-func parseTime(s string) time.Time {
-	t, _ := time.Parse(time.RFC3339Nano, s)
-	return t
 }

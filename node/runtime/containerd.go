@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/distribution/reference"
 )
 
@@ -72,8 +73,9 @@ type Containerd struct {
 	net    *podNetwork // nil without a pod CIDR
 	log    *slog.Logger
 
-	mon   *monitor
-	locks keyedMutex // per container: start, finalize and remove do not interleave
+	mon       *monitor
+	locks     keyedMutex // per container: start, finalize and remove do not interleave
+	clientLog *log.Entry // see withClientLog
 }
 
 var _ Runtime = (*Containerd)(nil)
@@ -98,14 +100,14 @@ func New(ctx context.Context, cfg Config) (*Containerd, error) {
 		cl.Close()
 		return nil, fmt.Errorf("containerd at %s does not answer: %w", cfg.Address, err)
 	}
-	c := &Containerd{cfg: cfg, client: cl, log: cfg.Logger}
+	c := &Containerd{cfg: cfg, client: cl, log: cfg.Logger, clientLog: newClientLog(cfg.Logger)}
 	if cfg.Network.PodCIDR != "" {
 		if c.net, err = newPodNetwork(cfg.Network, filepath.Join(cfg.StateDir, "cni")); err != nil {
 			cl.Close()
 			return nil, err
 		}
 	}
-	c.mon = newMonitor(c)
+	startMonitor(c)
 	return c, nil
 }
 
@@ -128,6 +130,7 @@ func NormalizeImageRef(ref string) (string, error) {
 
 // EnsureImage implements Runtime.
 func (c *Containerd) EnsureImage(ctx context.Context, ref string, policy PullPolicy) (ImageInfo, error) {
+	ctx = c.withClientLog(ctx)
 	name, err := NormalizeImageRef(ref)
 	if err != nil {
 		return ImageInfo{}, fmt.Errorf("%w: %v", ErrImagePull, err)
@@ -204,6 +207,7 @@ func imageInfo(ctx context.Context, img containerd.Image) (ImageInfo, error) {
 
 // ImportImages implements Runtime.
 func (c *Containerd) ImportImages(ctx context.Context, r io.Reader) ([]string, error) {
+	ctx = c.withClientLog(ctx)
 	imgs, err := c.client.Import(ctx, r)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)

@@ -1,7 +1,6 @@
 package runtime_test
 
 import (
-	"context"
 	"os"
 	"strings"
 	"testing"
@@ -44,7 +43,7 @@ func TestImportAndRun(t *testing.T) {
 	if st.State != runtime.StateExited || st.ExitCode != 0 || st.Reason != runtime.ReasonCompleted || st.FinishedAt.Before(st.StartedAt) {
 		t.Fatalf("after stop: %+v", st)
 	}
-	if l := e.logs(id); !strings.Contains(l, "web listening on :8080") || !strings.Contains(l, "shutting down") {
+	if l := e.logs(id, runtime.LogOptions{}); !strings.Contains(l, "web listening on :8080") || !strings.Contains(l, "shutting down") {
 		t.Fatalf("log %q", l)
 	}
 	if err := e.rt.RemoveSandbox(ctx, sb.ID); err == nil {
@@ -65,5 +64,4 @@ func TestImportAndRun(t *testing.T) {
 	if sbs, _ := e.rt.ListSandboxes(ctx); len(sbs) != 0 {
 		t.Fatalf("sandboxes left: %+v", sbs)
 	}
-	_ = context.Background
 }

@@ -11,6 +11,7 @@ package runtime_test
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,7 +41,7 @@ var env struct {
 	runDir   string
 	socket   string
 	images   []imagebuild.Image
-	archive  []byte // every test image in one OCI archive
+	archives map[string][]byte // test image name -> OCI archive
 	proc     *exec.Cmd
 	netIndex int
 	mu       sync.Mutex
@@ -72,10 +73,13 @@ func setup() error {
 		}
 		return errors.New("containerd is not installed: run scripts/deps.sh runtime (make test does)")
 	}
-	for _, bin := range []string{"runc", "/usr/lib/cni/bridge"} {
+	for _, bin := range []string{"runc", "/usr/lib/cni/bridge", "ip", "docker-registry"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Errorf("%s is missing: run scripts/deps.sh runtime", bin)
 		}
+	}
+	if err := checkStatic("/bin/busybox"); err != nil {
+		return fmt.Errorf("the test images' base layer: %w (install busybox-static: scripts/deps.sh runtime)", err)
 	}
 	cleanStaleRuns()
 	dir, err := os.MkdirTemp("", runDirPrefix)
@@ -91,13 +95,37 @@ func setup() error {
 	if env.images, err = imagebuild.BuildTestImages(ctx, moduleRoot(), filepath.Join(dir, "images"), "/bin/busybox"); err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	if err := imagebuild.WriteArchive(&buf, env.images...); err != nil {
-		return err
+	for i := range env.images {
+		// gzip would take seconds under -race; the registry and docker
+		// archive tests cover compressed layers.
+		env.images[i].Uncompressed = true
 	}
-	env.archive = buf.Bytes()
+	env.archives = map[string][]byte{}
+	for i, img := range env.images {
+		var buf bytes.Buffer
+		if err := imagebuild.WriteArchive(&buf, img); err != nil {
+			return err
+		}
+		env.archives[imagebuild.TestImages[i]] = buf.Bytes()
+	}
 	fmt.Fprintf(os.Stderr, "runtime tests: test images built in %v\n", time.Since(start).Round(time.Millisecond))
 	return startContainerd(dir)
+}
+
+// checkStatic makes sure path is a statically linked program: the images
+// hold nothing else, no loader or libc.
+func checkStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked", path)
+		}
+	}
+	return nil
 }
 
 func moduleRoot() string {
@@ -168,6 +196,11 @@ func teardown() {
 		}
 	}
 	cleanDir(env.runDir)
+	// The shims put their sockets in /run/containerd/s whatever the config
+	// says. Remove only removes empty directories: another containerd's
+	// state stays.
+	os.Remove("/run/containerd/s")
+	os.Remove("/run/containerd")
 }
 
 // killAllTasks kills and deletes every task left in any namespace, so no
@@ -211,8 +244,27 @@ func cleanDir(dir string) {
 			exec.Command("ip", "link", "del", br).Run()
 		}
 	}
+	if b, err := os.ReadFile(filepath.Join(dir, "namespaces")); err == nil {
+		for _, ns := range strings.Fields(string(b)) {
+			removeCgroups(ns)
+		}
+	}
 	unmountUnder(dir)
 	os.RemoveAll(dir)
+}
+
+// removeCgroups removes the parent cgroup runc made for a containerd
+// namespace (/<ns> in every hierarchy); runc removes only the containers'.
+// It fails, harmlessly, where a container cgroup is left inside.
+func removeCgroups(ns string) error {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + ns)
+	var errs []error
+	for _, d := range dirs {
+		if err := syscall.Rmdir(d); err != nil && err != syscall.ENOENT {
+			errs = append(errs, fmt.Errorf("rmdir %s: %w", d, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func unmountUnder(dir string) {
@@ -250,7 +302,7 @@ func namespaced(ctx context.Context, ns string) context.Context {
 	return namespaces.WithNamespace(ctx, ns)
 }
 
-func requireContainerd(t *testing.T) {
+func requireContainerd(t testing.TB) {
 	t.Helper()
 	if env.skip != "" {
 		t.Skip("real containerd tests skipped: " + env.skip)
@@ -259,7 +311,7 @@ func requireContainerd(t *testing.T) {
 
 // testEnv is one test's runtime with its private namespace and network.
 type testEnv struct {
-	t      *testing.T
+	t      testing.TB
 	rt     *runtime.Containerd
 	cfg    runtime.Config
 	dir    string
@@ -270,7 +322,7 @@ var nameRE = regexp.MustCompile(`[^a-z0-9]+`)
 
 // newEnv starts a runtime for t with its own containerd namespace, bridge,
 // pod CIDR and directories, and registers their removal.
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	requireContainerd(t)
 	env.mu.Lock()
@@ -283,15 +335,16 @@ func newEnv(t *testing.T) *testEnv {
 	}
 	dir := filepath.Join(env.runDir, fmt.Sprintf("%02d-%s", n, name))
 	subnet, bridge := freeSubnet(t, n)
-	f, err := os.OpenFile(filepath.Join(env.runDir, "bridges"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
+	if err := appendLine(filepath.Join(env.runDir, "bridges"), bridge); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintln(f, bridge)
-	f.Close()
+	ns := fmt.Sprintf("t%02d-%s", n, name)
+	if err := appendLine(filepath.Join(env.runDir, "namespaces"), ns); err != nil {
+		t.Fatal(err)
+	}
 	e := &testEnv{t: t, dir: dir, subnet: subnet, cfg: runtime.Config{
 		Address:   env.socket,
-		Namespace: fmt.Sprintf("t%02d-%s", n, name),
+		Namespace: ns,
 		StateDir:  filepath.Join(dir, "state"),
 		LogDir:    filepath.Join(dir, "logs"),
 		RuncRoot:  filepath.Join(env.runDir, "runc"),
@@ -344,6 +397,7 @@ func (e *testEnv) cleanup() {
 	if out, err := exec.Command("ip", "link", "del", e.cfg.Network.Bridge).CombinedOutput(); err != nil && !bytes.Contains(out, []byte("Cannot find device")) {
 		errs = append(errs, fmt.Errorf("ip link del %s: %v: %s", e.cfg.Network.Bridge, err, out))
 	}
+	errs = append(errs, removeCgroups(e.cfg.Namespace))
 	unmountUnder(e.dir)
 	if err := os.RemoveAll(e.dir); err != nil {
 		errs = append(errs, err)
@@ -353,9 +407,23 @@ func (e *testEnv) cleanup() {
 	}
 }
 
+// appendLine records a name for cleanDir (which a later run uses when this
+// one dies without cleaning up).
+func appendLine(path, line string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(f, line)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // freeSubnet picks a /24 in 10.231.0.0/16 and a bridge name that nothing
 // on this machine uses.
-func freeSubnet(t *testing.T, n int) (subnet, bridge string) {
+func freeSubnet(t testing.TB, n int) (subnet, bridge string) {
 	t.Helper()
 	addrs, _ := net.InterfaceAddrs()
 	out, _ := exec.Command("ip", "-4", "route", "show").Output()

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"syscall"
+	"sync"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -16,6 +16,7 @@ import (
 
 // Exec implements Runtime.
 func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdout, stderr io.Writer) (int, error) {
+	ctx = c.withClientLog(ctx)
 	if len(cmd) == 0 {
 		return 0, errors.New("exec: empty command")
 	}
@@ -35,32 +36,38 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdout, 
 	}
 	pspec := *spec.Process
 	pspec.Args, pspec.Terminal = cmd, false
-	if stdout == nil {
-		stdout = io.Discard
-	}
-	if stderr == nil {
-		stderr = io.Discard
-	}
+	// Two goroutines copy the streams; one lock lets stdout and stderr be
+	// the same writer, and nothing is written after Exec returns.
+	streams := &lockedStreams{}
+	defer streams.close()
 	execID := "exec-" + newID()[:12]
-	proc, err := task.Exec(ctx, execID, &pspec, cio.NewCreator(
-		cio.WithStreams(nil, stdout, stderr), cio.WithFIFODir(filepath.Join(c.cfg.StateDir, "fifo"))))
+	// Creating and starting the process is not cut short by ctx: a start
+	// interrupted half-way leaves a process the shim does not know, which
+	// nothing can kill. ctx is honoured before and after.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	proc, err := task.Exec(sctx, execID, &pspec, cio.NewCreator(
+		cio.WithStreams(nil, streams.writer(stdout), streams.writer(stderr)), cio.WithFIFODir(filepath.Join(c.cfg.StateDir, "fifo"))))
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", id, err)
 	}
-	// The process record and its FIFOs are removed whatever happens.
+	wctx, stopWait := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWait()
+	// The process record and its FIFOs are removed whatever happens; a
+	// process still running is killed first.
 	defer proc.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
-	exitC, err := proc.Wait(ctx)
+	exitC, err := proc.Wait(wctx)
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", id, err)
 	}
-	if err := proc.Start(ctx); err != nil {
+	if err := proc.Start(sctx); err != nil {
 		return 0, fmt.Errorf("exec in %s: %w: %s", id, ErrCannotRun, startErrorMessage(err))
 	}
 	var st containerd.ExitStatus
 	select {
 	case st = <-exitC:
 	case <-ctx.Done():
-		proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+		// The deferred Delete kills it and waits for it to be gone.
 		return 0, ctx.Err()
 	}
 	code, _, err := st.Result()
@@ -76,4 +83,38 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdout, 
 	case <-time.After(2 * time.Second):
 	}
 	return int(code), nil
+}
+
+// lockedStreams serialises the writes of an exec's output copiers and
+// drops those that come after close.
+type lockedStreams struct {
+	mu     sync.Mutex
+	closed bool
+}
+
+func (l *lockedStreams) writer(w io.Writer) io.Writer {
+	if w == nil {
+		w = io.Discard
+	}
+	return &lockedWriter{l: l, w: w}
+}
+
+func (l *lockedStreams) close() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+}
+
+type lockedWriter struct {
+	l *lockedStreams
+	w io.Writer
+}
+
+func (lw *lockedWriter) Write(p []byte) (int, error) {
+	lw.l.mu.Lock()
+	defer lw.l.mu.Unlock()
+	if lw.l.closed {
+		return len(p), nil
+	}
+	return lw.w.Write(p)
 }

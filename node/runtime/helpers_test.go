@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 	"orch.dev/orch/node/runtime/imagebuild"
 )
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
@@ -21,14 +22,22 @@ func ctxT(t *testing.T) context.Context {
 
 func img(name string) string { return imagebuild.TestImageRef(name) }
 
-// importImages imports every test image into the env's namespace.
-func (e *testEnv) importImages() []string {
+// importImages imports the named test images (all without names) into the
+// env's namespace and returns the names they were stored under.
+func (e *testEnv) importImages(names ...string) []string {
 	e.t.Helper()
-	names, err := e.rt.ImportImages(ctxT(e.t), bytes.NewReader(env.archive))
-	if err != nil {
-		e.t.Fatal(err)
+	if len(names) == 0 {
+		names = imagebuild.TestImages
 	}
-	return names
+	var stored []string
+	for _, n := range names {
+		got, err := e.rt.ImportImages(ctxT(e.t), bytes.NewReader(env.archives[n]))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		stored = append(stored, got...)
+	}
+	return stored
 }
 
 func (e *testEnv) sandbox(name string) runtime.Sandbox {
@@ -40,15 +49,21 @@ func (e *testEnv) sandbox(name string) runtime.Sandbox {
 	return sb
 }
 
-// run creates and starts a container.
-func (e *testEnv) run(sb runtime.Sandbox, cfg runtime.ContainerConfig) string {
+// create creates a container.
+func (e *testEnv) create(sb runtime.Sandbox, cfg runtime.ContainerConfig) string {
 	e.t.Helper()
-	ctx := ctxT(e.t)
-	id, err := e.rt.CreateContainer(ctx, sb.ID, cfg)
+	id, err := e.rt.CreateContainer(ctxT(e.t), sb.ID, cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.rt.StartContainer(ctx, id); err != nil {
+	return id
+}
+
+// run creates and starts a container.
+func (e *testEnv) run(sb runtime.Sandbox, cfg runtime.ContainerConfig) string {
+	e.t.Helper()
+	id := e.create(sb, cfg)
+	if err := e.rt.StartContainer(ctxT(e.t), id); err != nil {
 		e.t.Fatal(err)
 	}
 	return id
@@ -63,8 +78,10 @@ func (e *testEnv) status(id string) runtime.ContainerStatus {
 	return st
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// waitFor polls cond until it holds or the deadline passes. It is for
+// conditions nothing signals (a server that starts listening); exits and
+// log lines have their own waits.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -75,21 +92,113 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// waitExited waits until the container has exited and returns its status.
-func (e *testEnv) waitExited(id string, timeout time.Duration) runtime.ContainerStatus {
+// events collects the runtime's events from the moment it is called.
+type events struct {
+	t    testing.TB
+	mu   sync.Mutex
+	all  []runtime.Event
+	more chan struct{} // closed and replaced on every event
+}
+
+func (e *testEnv) events() *events {
+	ctx, cancel := context.WithCancel(context.Background())
+	e.t.Cleanup(cancel)
+	ev := &events{t: e.t, more: make(chan struct{})}
+	ch := e.rt.Events(ctx)
+	go func() {
+		for x := range ch {
+			ev.mu.Lock()
+			ev.all = append(ev.all, x)
+			close(ev.more)
+			ev.more = make(chan struct{})
+			ev.mu.Unlock()
+		}
+	}()
+	return ev
+}
+
+// wait returns the first event of type typ for container id, waiting up to
+// timeout for it.
+func (ev *events) wait(typ runtime.EventType, id string, timeout time.Duration) runtime.Event {
+	ev.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		ev.mu.Lock()
+		for _, x := range ev.all {
+			if x.Type == typ && x.ContainerID == id {
+				ev.mu.Unlock()
+				return x
+			}
+		}
+		more := ev.more
+		ev.mu.Unlock()
+		select {
+		case <-more:
+		case <-deadline:
+			ev.t.Fatalf("no %s event for %s within %v", typ, id, timeout)
+		}
+	}
+}
+
+// waitExit waits for the container's exit event and returns its status.
+func (e *testEnv) waitExit(ev *events, id string, timeout time.Duration) runtime.ContainerStatus {
 	e.t.Helper()
-	var st runtime.ContainerStatus
-	waitFor(e.t, timeout, "container "+id+" to exit", func() bool {
-		st = e.status(id)
-		return st.State == runtime.StateExited
-	})
+	ev.wait(runtime.EventExit, id, timeout)
+	st := e.status(id)
+	if st.State != runtime.StateExited {
+		e.t.Fatalf("after its exit event container %s is %s", id, st.State)
+	}
 	return st
 }
 
-var httpClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+// waitLog follows a container's log until it contains s.
+func (e *testEnv) waitLog(id, s string, timeout time.Duration) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	w := &watchWriter{want: s, found: cancel}
+	err := e.rt.Logs(ctx, id, runtime.LogOptions{Follow: true}, w)
+	if !w.seen() {
+		e.t.Fatalf("log of %s has no %q after %v (err %v): %q", id, s, timeout, err, w.String())
+	}
+}
+
+// watchWriter calls found once what was written contains want.
+type watchWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	want  string
+	found func()
+	hit   bool
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if !w.hit && strings.Contains(w.buf.String(), w.want) {
+		w.hit = true
+		w.found()
+	}
+	return len(p), nil
+}
+
+func (w *watchWriter) seen() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hit
+}
+
+func (w *watchWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+var httpClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 
 // get fetches url until it answers 200 within timeout and returns the body.
-func get(t *testing.T, url string, timeout time.Duration) string {
+func get(t testing.TB, url string, timeout time.Duration) string {
 	t.Helper()
 	var body string
 	waitFor(t, timeout, url+" to answer", func() bool {
@@ -105,11 +214,11 @@ func get(t *testing.T, url string, timeout time.Duration) string {
 	return body
 }
 
-// logs returns a container's whole log.
-func (e *testEnv) logs(id string) string {
+// logs returns a container's log as opts select.
+func (e *testEnv) logs(id string, opts runtime.LogOptions) string {
 	e.t.Helper()
 	var b strings.Builder
-	if err := e.rt.Logs(ctxT(e.t), id, runtime.LogOptions{}, &b); err != nil {
+	if err := e.rt.Logs(ctxT(e.t), id, opts, &b); err != nil {
 		e.t.Fatal(err)
 	}
 	return b.String()
@@ -124,4 +233,12 @@ func (e *testEnv) exec(id string, cmd ...string) (int, string, string) {
 		e.t.Fatalf("exec %q: %v", cmd, err)
 	}
 	return code, out.String(), errb.String()
+}
+
+// stop stops a container and fails the test on error.
+func (e *testEnv) stop(id string, grace time.Duration) {
+	e.t.Helper()
+	if err := e.rt.StopContainer(ctxT(e.t), id, grace); err != nil {
+		e.t.Fatal(err)
+	}
 }

@@ -32,14 +32,17 @@ type subscriber struct {
 	lost bool // an event was dropped: send EventResync when there is room
 }
 
-func newMonitor(c *Containerd) *monitor {
-	ctx, cancel := context.WithCancel(context.Background())
+// startMonitor sets c.mon and returns once it has subscribed to
+// containerd's events and recorded the exits it missed (its first
+// reconcile uses c.mon, so c.mon is set before it runs).
+func startMonitor(c *Containerd) {
+	ctx, cancel := context.WithCancel(c.withClientLog(context.Background()))
 	m := &monitor{c: c, cancel: cancel, done: make(chan struct{}),
 		subs: map[*subscriber]struct{}{}, oom: map[string]bool{}, waiters: map[string][]chan struct{}{}}
+	c.mon = m
 	ready := make(chan struct{})
 	go m.run(ctx, ready)
 	<-ready
-	return m
 }
 
 func (m *monitor) stop() {

@@ -53,7 +53,9 @@ type Runtime interface {
 	CreateContainer(ctx context.Context, sandboxID string, cfg ContainerConfig) (string, error)
 	// StartContainer starts a created container. A process that cannot be
 	// started (missing executable, bad working directory...) gives an error
-	// wrapping ErrCannotRun, and the container's status says so.
+	// wrapping ErrCannotRun, and the container's status says so (StateExited,
+	// ReasonCannotRun, ExitCodeCannotRun). A container is started at most
+	// once: a restart is a new container with the next Attempt.
 	StartContainer(ctx context.Context, id string) error
 	// StopContainer sends SIGTERM, waits up to grace for the process to
 	// exit, then sends SIGKILL and waits for the exit. Stopping a container
@@ -69,9 +71,11 @@ type Runtime interface {
 	// with labels, so an agent restart can adopt them.
 	ListContainers(ctx context.Context) ([]ContainerStatus, error)
 
-	// Exec runs cmd in a running container (non-interactive, no TTY),
-	// streams its output and returns its exit code. Cancel ctx to stop it.
-	// The error is non-nil only when the command could not be run.
+	// Exec runs cmd in a running container (non-interactive, no TTY, no
+	// stdin), streams its output and returns its exit code. Cancel ctx to
+	// kill it. The error is non-nil only when the command could not be run:
+	// ErrCannotRun when it does not exist or cannot be executed. stdout and
+	// stderr may be the same writer, or nil to discard.
 	Exec(ctx context.Context, id string, cmd []string, stdout, stderr io.Writer) (int, error)
 	// Logs writes a container's log (stdout and stderr, interleaved as
 	// written) to w; see LogOptions for tail and follow.
@@ -158,14 +162,14 @@ type Mount struct {
 type Resources struct {
 	CPURequestMilli  int64 // cpu shares (1000m = 1024 shares)
 	CPULimitMilli    int64 // CFS quota over a 100 ms period
-	MemoryLimitBytes int64 // memory limit; exceeding it gets the container OOM-killed
+	MemoryLimitBytes int64 // memory (and memory+swap) limit; exceeding it gets the container OOM-killed
 }
 
 // State is a container's lifecycle state.
 type State string
 
 const (
-	StateCreated State = "created" // created, never started (or failed to start)
+	StateCreated State = "created" // created, not started (a failed start is StateExited, ReasonCannotRun)
 	StateRunning State = "running"
 	StateExited  State = "exited"
 	StateUnknown State = "unknown"
@@ -177,6 +181,7 @@ const (
 	ReasonError        = "Error"              // non-zero exit code
 	ReasonOOMKilled    = "OOMKilled"          // killed by the kernel for exceeding its memory limit
 	ReasonCannotRun    = "ContainerCannotRun" // the process could not be started
+	ReasonTaskLost     = "TaskLost"           // StateUnknown: started, but containerd lost its process (restart, reboot)
 	ExitCodeCannotRun  = 128                  // exit code reported with ReasonCannotRun
 	ExitCodeStopped    = 137                  // 128+SIGKILL
 	ExitCodeTerminated = 143                  // 128+SIGTERM

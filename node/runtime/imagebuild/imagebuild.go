@@ -51,6 +51,10 @@ type Image struct {
 	Env        []string
 	WorkingDir string
 	User       string
+	// Uncompressed stores layers as plain tar instead of gzip: several
+	// times faster to build (tests build images on every run, under the
+	// race detector), larger to move.
+	Uncompressed bool
 }
 
 // epoch is the timestamp of every entry and of the config, for reproducibility.
@@ -72,10 +76,18 @@ func newBlob(mediaType string, data []byte) blob {
 	return blob{desc: ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}, data: data}
 }
 
-func build(img Image) (*built, error) {
+// layerCache holds layer blobs by the digest of their uncompressed tar and
+// their media type, so a base layer shared by several images is compressed
+// once (gzip dominates build time, most of all under the race detector).
+type layerCache map[string]blob
+
+func build(img Image, cache layerCache) (*built, error) {
 	ref, err := ParseRef(img.Name)
 	if err != nil {
 		return nil, err
+	}
+	if cache == nil {
+		cache = layerCache{}
 	}
 	b := &built{ref: ref}
 	var diffIDs []digest.Digest
@@ -85,14 +97,28 @@ func build(img Image) (*built, error) {
 		if err != nil {
 			return nil, fmt.Errorf("layer %d: %w", i, err)
 		}
-		diffIDs = append(diffIDs, digest.FromBytes(raw))
-		var gz bytes.Buffer
-		zw := gzip.NewWriter(&gz)
-		zw.Write(raw)
-		if err := zw.Close(); err != nil {
-			return nil, err
+		diffID := digest.FromBytes(raw)
+		diffIDs = append(diffIDs, diffID)
+		key := string(diffID) + " " + fmt.Sprint(img.Uncompressed)
+		l, ok := cache[key]
+		switch {
+		case ok:
+		case img.Uncompressed:
+			l = newBlob(ocispec.MediaTypeImageLayer, raw)
+			cache[key] = l
+		default:
+			var gz bytes.Buffer
+			// BestSpeed: images are built often (every test run) and
+			// moved over loopback or a LAN; size matters less.
+			zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+			zw.Write(raw)
+			if err := zw.Close(); err != nil {
+				return nil, err
+			}
+			l = newBlob(ocispec.MediaTypeImageLayerGzip, gz.Bytes())
+			cache[key] = l
 		}
-		layers = append(layers, newBlob(ocispec.MediaTypeImageLayerGzip, gz.Bytes()))
+		layers = append(layers, l)
 	}
 	created := epoch
 	cfg := ocispec.Image{
@@ -196,8 +222,9 @@ func layerTar(files []File) ([]byte, error) {
 func WriteArchive(w io.Writer, imgs ...Image) error {
 	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
 	blobs := map[digest.Digest][]byte{}
+	cache := layerCache{}
 	for _, img := range imgs {
-		b, err := build(img)
+		b, err := build(img, cache)
 		if err != nil {
 			return fmt.Errorf("image %q: %w", img.Name, err)
 		}
@@ -248,7 +275,7 @@ func WriteArchive(w io.Writer, imgs ...Image) error {
 
 // ManifestDigest returns the digest the image's manifest will have.
 func ManifestDigest(img Image) (string, error) {
-	b, err := build(img)
+	b, err := build(img, nil)
 	if err != nil {
 		return "", err
 	}

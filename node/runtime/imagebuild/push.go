@@ -14,7 +14,7 @@ import (
 // meant for registries the tests run on loopback; there is no TLS or auth.
 // Blobs the registry already has are skipped.
 func Push(ctx context.Context, hc *http.Client, img Image) error {
-	b, err := build(img)
+	b, err := build(img, nil)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 )
 
 // TestImages are orch's test programs, each a main package under
@@ -29,7 +30,7 @@ func BuildTestImages(ctx context.Context, moduleRoot, dir, busybox string) ([]Im
 	for _, n := range TestImages {
 		args = append(args, "./testdata/images/"+n)
 	}
-	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd := exec.CommandContext(ctx, goTool(), args...)
 	cmd.Dir = moduleRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -44,4 +45,13 @@ func BuildTestImages(ctx context.Context, moduleRoot, dir, busybox string) ([]Im
 		imgs = append(imgs, Static(TestImageRef(n), filepath.Join(bin, n), base...))
 	}
 	return imgs, nil
+}
+
+// goTool finds the go command: on PATH, else in the GOROOT this binary was
+// built with (a test run by an IDE or `make` need not have it on PATH).
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }

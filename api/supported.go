@@ -49,7 +49,7 @@ var podSpecFields = concat(
 		"volumes[].hostPath.path", "volumes[].hostPath.type",
 		"volumes[].configMap.name", "volumes[].configMap.items", "volumes[].configMap.defaultMode", "volumes[].configMap.optional",
 		"volumes[].secret.secretName", "volumes[].secret.items", "volumes[].secret.defaultMode", "volumes[].secret.optional",
-		"restartPolicy", "terminationGracePeriodSeconds", "activeDeadlineSeconds", "dnsPolicy",
+		"restartPolicy", "terminationGracePeriodSeconds", "activeDeadlineSeconds", "dnsPolicy", "dnsConfig",
 		"nodeSelector", "nodeName", "hostname", "subdomain", "schedulerName",
 		"affinity.nodeAffinity", "affinity.podAffinity", "affinity.podAntiAffinity",
 		"tolerations", "priorityClassName", "priority", "preemptionPolicy", "topologySpreadConstraints",

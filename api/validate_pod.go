@@ -47,8 +47,28 @@ func validatePodSpec(s *corev1.PodSpec, p *field.Path) field.ErrorList {
 	}
 	switch s.DNSPolicy {
 	case corev1.DNSClusterFirst, corev1.DNSDefault, corev1.DNSClusterFirstWithHostNet:
+	case corev1.DNSNone:
+		if s.DNSConfig == nil || len(s.DNSConfig.Nameservers) == 0 {
+			errs = append(errs, field.Required(p.Child("dnsConfig", "nameservers"), "must provide at least one DNS nameserver when dnsPolicy is None"))
+		}
 	default:
-		errs = append(errs, field.NotSupported(p.Child("dnsPolicy"), s.DNSPolicy, []string{"ClusterFirst", "ClusterFirstWithHostNet", "Default"}))
+		errs = append(errs, field.NotSupported(p.Child("dnsPolicy"), s.DNSPolicy, []string{"ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"}))
+	}
+	if c := s.DNSConfig; c != nil {
+		if len(c.Nameservers) > 3 {
+			errs = append(errs, field.TooMany(p.Child("dnsConfig", "nameservers"), len(c.Nameservers), 3))
+		}
+		for i, ns := range c.Nameservers {
+			errs = append(errs, validation.IsValidIP(p.Child("dnsConfig", "nameservers").Index(i), ns)...)
+		}
+		if len(c.Searches) > 32 {
+			errs = append(errs, field.TooMany(p.Child("dnsConfig", "searches"), len(c.Searches), 32))
+		}
+		for i, o := range c.Options {
+			if o.Name == "" {
+				errs = append(errs, field.Required(p.Child("dnsConfig", "options").Index(i).Child("name"), ""))
+			}
+		}
 	}
 	if s.SchedulerName != corev1.DefaultSchedulerName {
 		errs = append(errs, field.NotSupported(p.Child("schedulerName"), s.SchedulerName, []string{corev1.DefaultSchedulerName}))

@@ -174,6 +174,15 @@ func TestValidatePod(t *testing.T) {
 		{"invalid container name", Pod, func(o Object) { container(o).Name = "Web_1" },
 			false, []string{e("spec.containers[0].name", invalid)}},
 		{"no image", Pod, func(o Object) { container(o).Image = "" }, false, []string{e("spec.containers[0].image", required)}},
+		{"dnsPolicy None without nameservers", Pod, func(o Object) { podOf(o).Spec.DNSPolicy = corev1.DNSNone },
+			false, []string{e("spec.dnsConfig.nameservers", required)}},
+		{"dnsPolicy None with a nameserver", Pod, func(o Object) {
+			podOf(o).Spec.DNSPolicy = corev1.DNSNone
+			podOf(o).Spec.DNSConfig = &corev1.PodDNSConfig{Nameservers: []string{"10.0.0.53"}, Searches: []string{"corp.example"}}
+		}, false, nil},
+		{"dnsConfig bad nameserver", Pod, func(o Object) {
+			podOf(o).Spec.DNSConfig = &corev1.PodDNSConfig{Nameservers: []string{"not-an-ip"}}
+		}, false, []string{e("spec.dnsConfig.nameservers[0]", invalid)}},
 		{"bad port", Pod, func(o Object) { container(o).Ports[0].ContainerPort = 70000 },
 			false, []string{e("spec.containers[0].ports[0].containerPort", invalid)}},
 		{"mount of an unknown volume", Pod, func(o Object) {

@@ -162,6 +162,10 @@ func endpointSubsets(svc *corev1.Service, pods []*corev1.Pod) []corev1.EndpointS
 		}
 		addr := corev1.EndpointAddress{IP: p.Status.PodIP, NodeName: nodeNamePtr(p.Spec.NodeName),
 			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: p.Namespace, Name: p.Name, UID: p.UID}}
+		if p.Spec.Hostname != "" && p.Spec.Subdomain == svc.Name {
+			// DNS names headless endpoints <hostname>.<svc>.<ns>.svc.
+			addr.Hostname = p.Spec.Hostname
+		}
 		if podReady(p) || svc.Spec.PublishNotReadyAddresses {
 			g.ready = append(g.ready, addr)
 		} else {

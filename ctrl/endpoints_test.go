@@ -49,6 +49,8 @@ func TestEndpointSubsets(t *testing.T) {
 		endpointsPod("a", "10.244.0.2", true, lbl),
 		endpointsPod("c", "10.244.0.4", false, lbl),
 	}
+	pods[1].Spec.Hostname, pods[1].Spec.Subdomain = "alpha", "web"
+	pods[0].Spec.Hostname, pods[0].Spec.Subdomain = "beta", "other"
 	noPort := endpointsPod("d", "10.244.0.5", true, lbl)
 	noPort.Spec.Containers[0].Ports = nil
 	pods = append(pods, noPort)
@@ -60,6 +62,9 @@ func TestEndpointSubsets(t *testing.T) {
 	s := got[0]
 	if len(s.Addresses) != 2 || s.Addresses[0].IP != "10.244.0.2" || s.Addresses[1].IP != "10.244.0.3" {
 		t.Fatalf("ready addresses %+v", s.Addresses)
+	}
+	if s.Addresses[0].Hostname != "alpha" || s.Addresses[1].Hostname != "" {
+		t.Fatalf("hostnames %q %q, want alpha (subdomain web) and none (subdomain other)", s.Addresses[0].Hostname, s.Addresses[1].Hostname)
 	}
 	if len(s.NotReadyAddresses) != 1 || s.NotReadyAddresses[0].IP != "10.244.0.4" {
 		t.Fatalf("not-ready addresses %+v", s.NotReadyAddresses)

@@ -31,6 +31,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1", a.serveResourceList)
 	mux.HandleFunc("GET /apis/{group}/{version}", a.serveResourceList)
 	mux.HandleFunc("/api/v1/", a.serveResource)
+	a.registerPodProxy(mux) // pod log and exec, passed to the pod's worker (http_podproxy.go)
 	mux.HandleFunc("/apis/", a.serveResource)
 
 	mux.HandleFunc("GET /v1/members", a.serveMembers)

@@ -48,7 +48,7 @@ func agentCommand(stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:  "agent",
 		Usage: "run a server (--server), a worker (--worker) or a one-node dev cluster (--dev)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "node name, unique in the cluster (default: the hostname)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "where Raft data and local state live"},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address to listen on"},
@@ -73,7 +73,7 @@ func agentCommand(stderr io.Writer) *cli.Command {
 			&cli.IntFlag{Name: "watch-history", Value: 32768, Usage: "changes kept for resuming watches"},
 			&cli.DurationFlag{Name: "node-monitor-grace-period", Value: ctrl.DefaultNodeMonitorGracePeriod, Usage: "how long a node may miss heartbeats before it is marked unreachable"},
 			&cli.Int64Flag{Name: "default-toleration-seconds", Value: agent.DefaultTolerationSeconds, Usage: "how long pods stay on a not-ready or unreachable node before they are replaced, unless they say otherwise"},
-		},
+		}, workerFlags()...),
 		Action: func(c *cli.Context) error { return runAgent(c, stderr) },
 	}
 }
@@ -117,9 +117,6 @@ func configFromFlags(c *cli.Context, stderr io.Writer) (agent.Config, func(), er
 			return cfg, cleanup, fmt.Errorf("--token-file %s: file is empty", f)
 		}
 	}
-	if c.Bool("worker") && !c.Bool("dev") {
-		return cfg, cleanup, errors.New("--worker: the worker role is not available in this build yet")
-	}
 	if c.Bool("dev") {
 		cfg.Server = true
 		if cfg.BootstrapExpect == 0 {
@@ -157,6 +154,9 @@ func runAgent(c *cli.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if c.Bool("worker") && !cfg.Server {
+		return runWorker(c, cfg) // --worker alone (internal/orchd/worker.go)
+	}
 	uuid.EnableRandPool() // object uids without a getrandom syscall each
 	if os.Getenv("GOGC") == "" {
 		// The state lives in the heap: collecting at 200% instead of 100%
@@ -177,6 +177,10 @@ func runAgent(c *cli.Context, stderr io.Writer) error {
 	if err := a.Start(); err != nil {
 		return err
 	}
+	stopWorker, err := startLocalWorker(c, cfg, a) // --server --worker, --dev
+	if err != nil {
+		return err
+	}
 	exitErr := error(nil)
 	select {
 	case sig := <-signals:
@@ -191,6 +195,7 @@ func runAgent(c *cli.Context, stderr io.Writer) error {
 		cfg.Logger.Warn("second signal: exiting now")
 		os.Exit(1)
 	}()
+	stopWorker()
 	if err := a.Shutdown(ctx); err != nil {
 		cfg.Logger.Warn("shutdown", "err", err)
 	}

@@ -1,0 +1,156 @@
+package orchd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	corev1 "k8s.io/api/core/v1"
+
+	"orch.dev/orch/agent"
+	"orch.dev/orch/node/runtime"
+	"orch.dev/orch/node/worker"
+)
+
+// workerFlags are the flags of the worker role (orchd agent --worker).
+func workerFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "node-label", Usage: "label of this worker's Node, key=value (repeatable)"},
+		&cli.StringSliceFlag{Name: "node-taint", Usage: "taint of this worker's Node when it is created, key=value:Effect or key:Effect (repeatable)"},
+		&cli.Int64Flag{Name: "gpus", Usage: "nvidia.com/gpu this worker offers"},
+		&cli.IntFlag{Name: "max-pods", Value: 110, Usage: "pods this worker runs at most"},
+		&cli.IntFlag{Name: "worker-port", Value: agent.DefaultWorkerPort, Usage: "worker API port (logs, exec)"},
+		&cli.StringFlag{Name: "containerd-namespace", Value: "orch", Usage: "containerd namespace of this worker's containers"},
+		&cli.StringSliceFlag{Name: "cni-bin-dir", Usage: "where the CNI plugins are (default /usr/lib/cni and /opt/cni/bin)"},
+		&cli.StringFlag{Name: "pod-bridge", Value: "orch0", Usage: "the pod network's bridge interface"},
+		&cli.StringFlag{Name: "runtime-state-dir", Usage: "runtime state (network namespaces, sandboxes); keep it on a tmpfs (default /run/orch/NAME)"},
+	}
+}
+
+// workerConfig builds the worker's configuration from the agent flags.
+func workerConfig(c *cli.Context, cfg agent.Config) (worker.Config, error) {
+	wc := worker.Config{
+		Name: cfg.Name, DataDir: cfg.DataDir, Bind: cfg.BindAddr, Advertise: cfg.AdvertiseAddr, Join: cfg.Join,
+		GossipPort: cfg.GossipPort, APIPort: c.Int("worker-port"), Token: cfg.Token,
+		Labels: map[string]string{}, MaxPods: c.Int("max-pods"), GPUs: c.Int64("gpus"), Version: Version,
+		Logger: cfg.Logger.With("component", "worker"),
+		RuntimeConfig: runtime.Config{
+			Address: c.String("containerd-socket"), Namespace: c.String("containerd-namespace"),
+			StateDir: c.String("runtime-state-dir"),
+			Network:  runtime.NetworkConfig{Bridge: c.String("pod-bridge"), PluginDirs: c.StringSlice("cni-bin-dir"), IPMasq: true},
+		},
+	}
+	wc.Kubelet.Tmpfs = os.Geteuid() == 0
+	for _, l := range c.StringSlice("node-label") {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return wc, fmt.Errorf("--node-label %q: must be key=value", l)
+		}
+		wc.Labels[k] = v
+	}
+	for _, s := range c.StringSlice("node-taint") {
+		t, err := parseTaint(s)
+		if err != nil {
+			return wc, err
+		}
+		wc.Taints = append(wc.Taints, t)
+	}
+	if wc.GPUs < 0 {
+		return wc, errors.New("--gpus: must be >= 0")
+	}
+	if wc.MaxPods <= 0 {
+		return wc, errors.New("--max-pods: must be at least 1")
+	}
+	return wc, nil
+}
+
+// parseTaint reads key=value:Effect or key:Effect.
+func parseTaint(s string) (corev1.Taint, error) {
+	kv, effect, ok := strings.Cut(s, ":")
+	k, v, _ := strings.Cut(kv, "=")
+	t := corev1.Taint{Key: k, Value: v, Effect: corev1.TaintEffect(effect)}
+	switch t.Effect {
+	case corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+	default:
+		ok = false
+	}
+	if !ok || k == "" {
+		return t, fmt.Errorf("--node-taint %q: must be key=value:Effect or key:Effect, Effect one of NoSchedule, PreferNoSchedule, NoExecute", s)
+	}
+	return t, nil
+}
+
+// runWorker runs `orchd agent --worker` without --server.
+func runWorker(c *cli.Context, cfg agent.Config) error {
+	if cfg.DataDir == "" {
+		return errors.New("--data-dir: required")
+	}
+	if ip := net.ParseIP(cfg.BindAddr); ip != nil && !ip.IsLoopback() && cfg.Token == "" {
+		return fmt.Errorf("--token: required when listening on the non-loopback address %s", cfg.BindAddr)
+	}
+	wc, err := workerConfig(c, cfg)
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(wc)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	cfg.Logger.Info("starting the worker", "join", cfg.Join, "data-dir", cfg.DataDir)
+	err = w.Run(ctx)
+	cfg.Logger.Info("worker stopped; its pods keep running")
+	return err
+}
+
+// startLocalWorker runs a worker in the same process as server a (with
+// --worker, or --dev) against a's API. With --dev and no containerd to
+// talk to, the agent runs as a server only, and says so. The returned
+// function stops the worker.
+func startLocalWorker(c *cli.Context, cfg agent.Config, a *agent.Agent) (func(), error) {
+	if !c.Bool("worker") && !c.Bool("dev") {
+		return func() {}, nil
+	}
+	sock := c.String("containerd-socket")
+	conn, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		if !c.Bool("worker") {
+			cfg.Logger.Warn("no containerd: this dev agent runs no pods (start one with scripts/containerd.sh start and pass --containerd-socket)",
+				"socket", sock, "err", err)
+			return func() {}, nil
+		}
+		return nil, fmt.Errorf("--containerd-socket %s: %w", sock, err)
+	}
+	conn.Close()
+	wc, err := workerConfig(c, cfg)
+	if err != nil {
+		return nil, err
+	}
+	wc.DataDir = filepath.Join(cfg.DataDir, "worker")
+	wc.Join, wc.Servers = nil, []string{"http://" + a.HTTPAddr()}
+	w, err := worker.New(wc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := w.Run(ctx); err != nil {
+			cfg.Logger.Error("worker stopped", "err", err)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}, nil
+}

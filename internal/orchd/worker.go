@@ -31,6 +31,10 @@ func workerFlags() []cli.Flag {
 		&cli.StringFlag{Name: "containerd-namespace", Value: "orch", Usage: "containerd namespace of this worker's containers"},
 		&cli.StringSliceFlag{Name: "cni-bin-dir", Usage: "where the CNI plugins are (default /usr/lib/cni and /opt/cni/bin)"},
 		&cli.StringFlag{Name: "pod-bridge", Value: "orch0", Usage: "the pod network's bridge interface"},
+		&cli.StringFlag{Name: "proxy-mode", Value: "auto", Usage: "service proxy: auto (IPVS when the kernel has it, else nftables), ipvs, nftables or off"},
+		&cli.BoolFlag{Name: "cluster-dns", Value: true, Usage: "serve the cluster DNS on the pod bridge's gateway and point pods at it"},
+		&cli.StringFlag{Name: "cluster-domain", Value: "cluster.local", Usage: "the cluster's DNS domain"},
+		&cli.BoolFlag{Name: "pod-routes", Value: true, Usage: "route to the other nodes' pod CIDRs through their addresses"},
 		&cli.StringFlag{Name: "runtime-state-dir", Usage: "runtime state (network namespaces, sandboxes); keep it on a tmpfs (default /run/orch/NAME)"},
 	}
 }
@@ -49,6 +53,13 @@ func workerConfig(c *cli.Context, cfg agent.Config) (worker.Config, error) {
 		},
 	}
 	wc.Kubelet.Tmpfs = os.Geteuid() == 0
+	wc.Network = worker.NetworkConfig{ProxyMode: c.String("proxy-mode"), DNS: c.Bool("cluster-dns"),
+		Zone: c.String("cluster-domain"), Routes: c.Bool("pod-routes")}
+	switch wc.Network.ProxyMode {
+	case "auto", "ipvs", "nftables", "off":
+	default:
+		return wc, fmt.Errorf("--proxy-mode %q: want auto, ipvs, nftables or off", wc.Network.ProxyMode)
+	}
 	for _, l := range c.StringSlice("node-label") {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {

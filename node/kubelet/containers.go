@@ -105,8 +105,12 @@ func (w *podWorker) ensureSandbox(ctx context.Context, pod *corev1.Pod) bool {
 	if host == "" {
 		host = pod.Name
 	}
+	dnsConfig := w.k.cfg.DNS
+	if w.k.cfg.PodDNS != nil {
+		dnsConfig = w.k.cfg.PodDNS(pod)
+	}
 	sb, err := w.k.rt.CreateSandbox(ctx, runtime.SandboxConfig{Name: pod.Name, Namespace: pod.Namespace, UID: string(pod.UID),
-		Hostname: host, Labels: pod.Labels, DNS: w.k.cfg.DNS})
+		Hostname: host, Labels: pod.Labels, DNS: dnsConfig})
 	if err != nil {
 		w.sandboxErr = err
 		w.log.Warn("creating the pod sandbox", "err", err)

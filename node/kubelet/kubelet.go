@@ -29,6 +29,9 @@ type Config struct {
 	// Cluster is the control plane; nil runs from DataDir only.
 	Cluster Cluster
 	DNS     runtime.DNSConfig
+	// PodDNS, when set, gives each pod its resolv.conf (cluster DNS and
+	// dnsPolicy) and takes precedence over DNS.
+	PodDNS func(*corev1.Pod) runtime.DNSConfig
 
 	CrashLoopBackoff Backoff // DefaultCrashLoopBackoff
 	ImagePullBackoff Backoff // DefaultCrashLoopBackoff

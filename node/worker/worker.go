@@ -62,6 +62,8 @@ type Config struct {
 	// Kubelet is passed on with NodeName, NodeIP, DataDir, Runtime,
 	// Cluster and Logger filled in.
 	Kubelet kubelet.Config
+	// Network: service proxy, cluster DNS, routes between nodes.
+	Network NetworkConfig
 
 	HeartbeatInterval time.Duration // 1s
 	RegisterInterval  time.Duration // 30s: how often the Node is checked
@@ -201,8 +203,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.rt = rt
+	podDNS, err := w.startNetwork(ctx, st.PodCIDR, go1)
+	if err != nil {
+		return err
+	}
 
 	kcfg := w.cfg.Kubelet
+	if podDNS != nil {
+		kcfg.PodDNS = podDNS
+	}
 	kcfg.NodeName, kcfg.NodeIP, kcfg.Runtime, kcfg.Logger = w.cfg.Name, w.cfg.Advertise, rt, w.log.With("component", "kubelet")
 	kcfg.DataDir = filepath.Join(w.cfg.DataDir, "kubelet")
 	kcfg.Cluster = kubelet.ClientCluster{Client: w.servers.clientOrUnreachable}

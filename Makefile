@@ -48,7 +48,8 @@ fuzz:
 	  echo "== $$t ($$pkg)"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
 	done
 
-demo: deps build
+demo: build
+	@scripts/deps.sh base runtime images
 	@scripts/demo.sh
 
 demo-down:

@@ -56,7 +56,8 @@ demo-down:
 	@scripts/demo.sh down
 
 bench: build
-	@scripts/deps.sh base bench
+	@scripts/deps.sh base bench runtime images
+	@[ -f testdata/images/out/web.tar ] || $(GO) run ./testdata/images/build
 	@scripts/bench.sh $(BENCH_ARGS)
 
 clean:

@@ -27,6 +27,7 @@ type Results struct {
 	InProcInfo     *InProcBuild   `json:"inproc_build,omitempty"`
 	InProc         []InProcResult `json:"inproc_snapshot,omitempty"`
 	Sched          *SchedResults  `json:"sched,omitempty"`
+	Pods           []PodsResult   `json:"pods,omitempty"`
 }
 
 // Goals from the issue the suite was written for.
@@ -99,6 +100,9 @@ func (r *Results) Markdown(w io.Writer) {
 	}
 	if r.Sched != nil {
 		r.schedTable(p)
+	}
+	if len(r.Pods) > 0 {
+		r.podsTable(p)
 	}
 	if d := r.Data; d != nil && len(d.Loads) > 0 {
 		p("")

@@ -18,7 +18,7 @@ import (
 	"orch.dev/orch/bench/suite"
 )
 
-var allSuites = []string{"write", "list", "watch", "rss", "snapshot", "sched"}
+var allSuites = []string{"write", "list", "watch", "rss", "snapshot", "sched", "pods"}
 
 func main() {
 	suites := flag.String("suite", strings.Join(allSuites, ","), "comma-separated suites to run: "+strings.Join(allSuites, ", "))
@@ -35,6 +35,9 @@ func main() {
 	schedScales := flag.String("sched-scales", "1000x30000,5000x50000", "NODESxPODS cluster sizes of the scheduling throughput runs (sched suite)")
 	schedRate := flag.Float64("sched-rate", 100, "pods per second of the steady-rate latency run (sched suite)")
 	schedLatPods := flag.Int("sched-latency-pods", 2000, "pods created at -sched-rate (sched suite)")
+	podsSingle := flag.Int("pods-single", 20, "pods started one after another per run (pods suite)")
+	podsBurst := flag.Int("pods-burst", 50, "pods created at once per run (pods suite)")
+	podsImage := flag.String("pods-image", "testdata/images/out/web.tar", "the web test image archive (pods suite; make images)")
 	snapshots := flag.Int("snapshots", 3, "API snapshot saves per run (snapshot suite)")
 	jsonOut := flag.String("json", "", "write raw results to this file")
 	mdOut := flag.String("md", "", "also write the markdown summary to this file")
@@ -147,6 +150,9 @@ func main() {
 	if selected["sched"] {
 		r := suite.Sched(env, suite.SchedConfig{Runs: *runs, Scales: scales, Rate: *schedRate, LatencyPods: *schedLatPods}, progress)
 		res.Sched = &r
+	}
+	if selected["pods"] {
+		res.Pods = suite.Pods(env, suite.PodsConfig{Runs: *runs, Single: *podsSingle, Burst: *podsBurst, Archive: *podsImage}, progress)
 	}
 	save()
 	var md bytes.Buffer

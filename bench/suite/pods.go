@@ -1,0 +1,289 @@
+package suite
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"orch.dev/orch/api"
+	"orch.dev/orch/api/client"
+	"orch.dev/orch/internal/testcluster"
+)
+
+// PodsNamespace holds the pod-start benchmark's pods.
+const PodsNamespace = "bench-pods"
+
+// podBridge is the worker's pod bridge in the root network namespace
+// during the pods suite (removed afterwards).
+const podBridge = "orchbench0"
+
+// PodsConfig tunes the pod-start suite.
+type PodsConfig struct {
+	Runs   int
+	Single int // pods started one after another per run
+	Burst  int // pods created at once per run
+	// Archive is the web test image (testdata/images/out/web.tar).
+	Archive string
+}
+
+// PodsResult is one run of the pod-start suite: latency from the start of
+// the create request to a watcher seeing the pod Running and Ready, with
+// its image present on the worker.
+type PodsResult struct {
+	Run         int     `json:"run"`
+	Mode        string  `json:"mode"` // "one at a time" or "N at once"
+	Pods        int     `json:"pods"`
+	P50Ms       float64 `json:"p50_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	WorkerRSSMB float64 `json:"worker_rss_mib,omitempty"` // with the burst's pods running
+	LoadAvg     float64 `json:"loadavg_1m"`
+}
+
+// Pods runs the pod-start suite: per run a fresh 3-server cluster, a
+// private containerd and one worker process (no proxy, DNS or routes).
+func Pods(env *Env, cfg PodsConfig, progress func(string)) []PodsResult {
+	var out []PodsResult
+	for run := 1; run <= cfg.Runs; run++ {
+		mark := env.Mark()
+		c, cl, worker := startPodsCluster(env, cfg.Archive)
+		single := podStarts(env, cl, fmt.Sprintf("one-%d", run), cfg.Single, false)
+		single.Run, single.Mode = run, "one at a time"
+		out = append(out, single)
+		progress(fmt.Sprintf("pods run %d: one at a time: p50 %.0f ms p99 %.0f ms", run, single.P50Ms, single.P99Ms))
+		burst := podStarts(env, cl, fmt.Sprintf("burst-%d", run), cfg.Burst, true)
+		burst.Run, burst.Mode = run, fmt.Sprintf("%d at once", cfg.Burst)
+		if rss, err := RSSBytes(worker.PID()); err == nil {
+			burst.WorkerRSSMB = float64(rss) / (1 << 20)
+		}
+		out = append(out, burst)
+		progress(fmt.Sprintf("pods run %d: %d at once: p50 %.0f ms p99 %.0f ms, worker RSS %.0f MiB", run, cfg.Burst, burst.P50Ms, burst.P99Ms, burst.WorkerRSSMB))
+		_ = c
+		env.PopCleanups(mark)
+	}
+	return out
+}
+
+func startPodsCluster(env *Env, archive string) (*testcluster.Cluster, *client.Client, *testcluster.Server) {
+	if _, err := os.Stat(archive); err != nil {
+		env.Fatalf("the web test image %s is missing (make images): %v", archive, err)
+	}
+	root, err := moduleRootDir()
+	if err != nil {
+		env.Fatal(err)
+	}
+	dir := filepath.Join("/run", fmt.Sprintf("orch-bench-%d", os.Getpid()))
+	script := filepath.Join(root, "scripts", "containerd.sh")
+	if out, err := exec.Command(script, "start", dir).CombinedOutput(); err != nil {
+		env.Fatalf("starting containerd: %v\n%s", err, out)
+	}
+	state := filepath.Join(dir, "worker-state")
+	env.Cleanup(func() {
+		exec.Command(script, "stop", dir).Run()
+		unmountUnder(state)
+		exec.Command("ip", "link", "del", podBridge).Run()
+		os.RemoveAll(dir)
+	})
+	sock := filepath.Join(dir, "containerd.sock")
+	if out, err := exec.Command("ctr", "--address", sock, "-n", "bench", "images", "import", archive).CombinedOutput(); err != nil {
+		env.Fatalf("importing %s: %v\n%s", archive, err, out)
+	}
+	c := StartOrch(env)
+	cl := OrchClient(env, c)
+	w := c.Worker("wb", "--containerd-socket", sock, "--containerd-namespace", "bench", "--pod-bridge", podBridge,
+		"--runtime-state-dir", state, "--proxy-mode", "off", "--cluster-dns=false", "--pod-routes=false")
+	ctx := context.Background()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		n, err := cl.Get(ctx, api.Node, "", "wb", false)
+		if err == nil && testcluster.NodeReady(n.(*corev1.Node)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			env.Fatalf("worker wb not Ready after a minute (log %s)", w.LogPath)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := CreateNamespace(ctx, cl, PodsNamespace); err != nil {
+		env.Fatal(err)
+	}
+	return c, cl, w
+}
+
+func moduleRootDir() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module orch.dev/orch\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("run from inside the orch repository")
+		}
+		dir = parent
+	}
+}
+
+func unmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var mounts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			mounts = append(mounts, f[4])
+		}
+	}
+	for i := len(mounts) - 1; i >= 0; i-- {
+		exec.Command("umount", "-l", mounts[i]).Run()
+	}
+}
+
+func benchWebPod(name string) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: PodsNamespace, Name: name, Labels: map[string]string{"bench": "pods"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "orch.test/web:v1", ImagePullPolicy: corev1.PullNever}},
+			TerminationGracePeriodSeconds: new(int64)}}
+	api.Pod.SetTypeMeta(p)
+	return p
+}
+
+func podIsReady(p *corev1.Pod) bool {
+	if p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// podStarts creates n pods (one after another, or all at once) and
+// measures each from its create request to a watcher seeing it Ready.
+// The pods stay (the burst's are what the worker's RSS is read with).
+func podStarts(env *Env, cl *client.Client, prefix string, n int, burst bool) PodsResult {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := cl.Watch(ctx, api.Pod, PodsNamespace, client.ListOptions{})
+	if err != nil {
+		env.Fatal(err)
+	}
+	var mu sync.Mutex
+	ready := map[string]time.Time{}
+	wake := make(chan struct{}, 1)
+	go func() {
+		for ev := range w.Events() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == client.Deleted || !strings.HasPrefix(p.Name, prefix) || !podIsReady(p) {
+				continue
+			}
+			mu.Lock()
+			if _, seen := ready[p.Name]; !seen {
+				ready[p.Name] = time.Now()
+			}
+			mu.Unlock()
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	started := make(map[string]time.Time, n)
+	waitReady := func(count int) {
+		deadline := time.After(2 * time.Minute)
+		for {
+			mu.Lock()
+			have := len(ready)
+			mu.Unlock()
+			if have >= count {
+				return
+			}
+			select {
+			case <-wake:
+			case <-deadline:
+				env.Fatalf("%d of %d pods Ready after 2 minutes", have, count)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		name := fmt.Sprintf("%s-%03d", prefix, i)
+		started[name] = time.Now()
+		create := func() {
+			if _, err := cl.Create(ctx, benchWebPod(name)); err != nil {
+				env.Fatal(err)
+			}
+		}
+		if burst {
+			wg.Add(1)
+			go func() { defer wg.Done(); create() }()
+			continue
+		}
+		create()
+		waitReady(i + 1)
+	}
+	wg.Wait()
+	waitReady(n)
+	var lat Latencies
+	mu.Lock()
+	for name, t0 := range started {
+		lat = append(lat, ready[name].Sub(t0))
+	}
+	mu.Unlock()
+	if !burst {
+		// The one-at-a-time pods go, so that the burst starts on an idle node.
+		zero := int64(0)
+		for name := range started {
+			if err := cl.Delete(ctx, api.Pod, PodsNamespace, name, client.DeleteOptions{Grace: &zero}); err != nil {
+				env.Fatal(err)
+			}
+		}
+	}
+	return PodsResult{Pods: n, P50Ms: Ms(lat.Percentile(50)), P99Ms: Ms(lat.Percentile(99)), MaxMs: Ms(lat.Percentile(100)), LoadAvg: LoadAvg()}
+}
+
+// podsTable reports the pod-start suite.
+func (r *Results) podsTable(p func(string, ...any)) {
+	p("")
+	p("### Pod start: create -> Running and Ready, image present, one worker (goal p50 <= 300 ms, p99 <= 1 s; worker RSS <= 40 MB)")
+	p("")
+	p("| pods | p50 ms | p99 ms | max ms | worker VmRSS MiB |")
+	p("|---|---:|---:|---:|---:|")
+	var modes []string
+	for _, x := range r.Pods {
+		if !slices.Contains(modes, x.Mode) {
+			modes = append(modes, x.Mode)
+		}
+	}
+	for _, m := range modes {
+		var p50, p99, mx, rss []float64
+		for _, x := range r.Pods {
+			if x.Mode == m {
+				p50, p99, mx = append(p50, x.P50Ms), append(p99, x.P99Ms), append(mx, x.MaxMs)
+				if x.WorkerRSSMB > 0 {
+					rss = append(rss, x.WorkerRSSMB)
+				}
+			}
+		}
+		rssCell := "-"
+		if len(rss) > 0 {
+			rssCell = SpreadOf(rss).Format(0)
+		}
+		p("| %s | %s | %s | %s | %s |", m, SpreadOf(p50).Format(0), SpreadOf(p99).Format(0), SpreadOf(mx).Format(0), rssCell)
+	}
+}
+

@@ -3,10 +3,8 @@ package ctrl
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -258,11 +256,6 @@ func maxUnavailable(d *appsv1.Deployment) int32 {
 	return min(u, replicas)
 }
 
-func revision(obj metav1.Object) int64 {
-	v, _ := strconv.ParseInt(obj.GetAnnotations()[revisionAnnotation], 10, 64)
-	return v
-}
-
 func (d *deployments) reconcile(ctx context.Context, key string) error {
 	ns, name := splitKey(key)
 	v := d.c.View()
@@ -322,110 +315,6 @@ func (d *deployments) claim(ctx context.Context, v *fsm.View, dep *appsv1.Deploy
 		changed = true
 	}
 	return changed, nil
-}
-
-// ensureNewRS gives an existing new ReplicaSet the next revision (a
-// rollback) or, when create is set, creates it with initial() replicas,
-// and keeps the Deployment's revision annotation equal to its own.
-func (d *deployments) ensureNewRS(ctx context.Context, s *rollout, create bool, initial func() int32) error {
-	dep := s.d
-	var maxOld int64
-	for _, rs := range s.old {
-		maxOld = max(maxOld, revision(rs))
-	}
-	next := strconv.FormatInt(maxOld+1, 10)
-	if rs := s.newRS; rs != nil {
-		cur := rs.Annotations[revisionAnnotation]
-		if revision(rs) <= maxOld || rs.Spec.MinReadySeconds != dep.Spec.MinReadySeconds {
-			up := rs.DeepCopy()
-			if up.Annotations == nil {
-				up.Annotations = map[string]string{}
-			}
-			if revision(rs) <= maxOld {
-				up.Annotations[revisionAnnotation] = next
-				if cur != "" {
-					up.Annotations[revisionHistoryAnnotation] = strings.Trim(up.Annotations[revisionHistoryAnnotation]+","+cur, ",")
-				}
-			}
-			up.Spec.MinReadySeconds = dep.Spec.MinReadySeconds
-			rec, err := d.c.Update(ctx, up, false)
-			if err != nil {
-				return err
-			}
-			s.newRS = rec.Obj.(*appsv1.ReplicaSet)
-			if revision(rs) <= maxOld {
-				s.reused = rs.Name
-			}
-		}
-		return d.setDeploymentRevision(ctx, dep, s.newRS.Annotations[revisionAnnotation])
-	}
-	if !create {
-		return nil
-	}
-	hash := templateHash(&dep.Spec.Template, dep.Status.CollisionCount)
-	rs := d.newReplicaSet(dep, hash, next, initial())
-	rec, err := d.c.Create(ctx, rs)
-	if errors.Is(err, fsm.ErrAlreadyExists) {
-		// A ReplicaSet of that name with another template, or not ours:
-		// a hash collision. Kubernetes' answer: count it, which changes
-		// the hash.
-		up := dep.DeepCopy()
-		var n int32
-		if dep.Status.CollisionCount != nil {
-			n = *dep.Status.CollisionCount
-		}
-		up.Status.CollisionCount = ptr(n + 1)
-		if _, err := d.c.Update(ctx, up, true); err != nil {
-			return err
-		}
-		return fmt.Errorf("%w: replica set %s exists with another template (hash collision)", errRetry, rs.Name)
-	}
-	if err != nil {
-		d.rec.event(api.Deployment, dep, corev1.EventTypeWarning, deploymentComponent, "FailedCreate", "Failed to create new replica set %q: %v", rs.Name, err)
-		return err
-	}
-	s.newRS = rec.Obj.(*appsv1.ReplicaSet)
-	s.pods[s.newRS.UID] = nil
-	s.created = s.newRS.Name
-	d.rec.event(api.Deployment, dep, corev1.EventTypeNormal, deploymentComponent, "ScalingReplicaSet", "Scaled up replica set %s from 0 to %d", rs.Name, s.spec(s.newRS))
-	return d.setDeploymentRevision(ctx, dep, next)
-}
-
-func (d *deployments) newReplicaSet(dep *appsv1.Deployment, hash, revision string, replicas int32) *appsv1.ReplicaSet {
-	tmpl := dep.Spec.Template.DeepCopy()
-	if tmpl.Labels == nil {
-		tmpl.Labels = map[string]string{}
-	}
-	tmpl.Labels[podTemplateHashLabel] = hash
-	sel := dep.Spec.Selector.DeepCopy()
-	if sel.MatchLabels == nil {
-		sel.MatchLabels = map[string]string{}
-	}
-	sel.MatchLabels[podTemplateHashLabel] = hash
-	surge, _ := fenceposts(dep)
-	rs := &appsv1.ReplicaSet{
-		ObjectMeta: metav1.ObjectMeta{Name: dep.Name + "-" + hash, Namespace: dep.Namespace, Labels: tmpl.Labels,
-			Annotations: map[string]string{revisionAnnotation: revision,
-				desiredReplicasAnnotation: strconv.Itoa(int(replicasOf(dep.Spec.Replicas))),
-				maxReplicasAnnotation:     strconv.Itoa(int(replicasOf(dep.Spec.Replicas) + surge))},
-			OwnerReferences: []metav1.OwnerReference{newControllerRef(dep, api.Deployment)}},
-		Spec: appsv1.ReplicaSetSpec{Replicas: &replicas, MinReadySeconds: dep.Spec.MinReadySeconds, Selector: sel, Template: *tmpl},
-	}
-	api.ReplicaSet.SetTypeMeta(rs)
-	return rs
-}
-
-func (d *deployments) setDeploymentRevision(ctx context.Context, dep *appsv1.Deployment, rev string) error {
-	if rev == "" || dep.Annotations[revisionAnnotation] == rev {
-		return nil
-	}
-	up := dep.DeepCopy()
-	if up.Annotations == nil {
-		up.Annotations = map[string]string{}
-	}
-	up.Annotations[revisionAnnotation] = rev
-	_, err := d.c.Update(ctx, up, false)
-	return err
 }
 
 // scale sets rs's spec.replicas (and the annotations kubectl shows).

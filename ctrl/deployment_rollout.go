@@ -196,12 +196,16 @@ func (d *deployments) scaleProportionally(ctx context.Context, s *rollout) error
 		}
 		return d.scale(ctx, s, target, s.replicas())
 	}
-	surge, _ := fenceposts(s.d)
+	allowed := int32(0) // a Deployment scaled to zero gets no surge
+	if s.replicas() > 0 {
+		surge, _ := fenceposts(s.d)
+		allowed = s.replicas() + surge
+	}
 	var total int32
 	for _, rs := range active {
 		total += s.spec(rs)
 	}
-	delta := s.replicas() + surge - total
+	delta := allowed - total
 	if delta == 0 || total == 0 {
 		return nil
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -132,15 +134,23 @@ func (d *deployments) progressing(st *appsv1.DeploymentStatus, s *rollout, now m
 	if s.newRS != nil {
 		rsName = s.newRS.Name
 	}
+	started := s.created != "" || s.reused != ""
 	switch {
 	case s.created != "":
 		refreshProgress(st, reasonNewRSCreated, fmt.Sprintf("Created new replica set %q", s.created), now)
 	case s.reused != "":
 		refreshProgress(st, reasonFoundNewRS, fmt.Sprintf("Found new replica set %q", s.reused), now)
+	case s.newRS != nil && aboutAnotherReplicaSet(condition(st.Conditions, appsv1.DeploymentProgressing), rsName):
+		// The status write of the reconcile that started this rollout
+		// was lost (a leader change, a conflict): the condition still
+		// speaks of the previous rollout, and would either never time
+		// out (NewReplicaSetAvailable) or count from its old time.
+		refreshProgress(st, reasonFoundNewRS, fmt.Sprintf("Found new replica set %q", rsName), now)
+		started = true
 	case condition(st.Conditions, appsv1.DeploymentProgressing) == nil && s.newRS != nil:
 		setCondition(st, appsv1.DeploymentProgressing, corev1.ConditionTrue, reasonFoundNewRS, fmt.Sprintf("Found new replica set %q", rsName), now)
 	}
-	if cur != nil && cur.Reason == reasonNewRSAvailable && st.Replicas == st.UpdatedReplicas && s.created == "" && s.reused == "" {
+	if cur != nil && cur.Reason == reasonNewRSAvailable && st.Replicas == st.UpdatedReplicas && !started {
 		return // a finished rollout; nothing to estimate until the next one
 	}
 	replicas := s.replicas()
@@ -165,6 +175,17 @@ func (d *deployments) progressing(st *appsv1.DeploymentStatus, s *rollout, now m
 		return
 	}
 	d.q.AddAfter(nsKey(dep.Namespace, dep.Name), due.Sub(s.now)+time.Second)
+}
+
+// rolloutReasons are the Progressing reasons whose message names the new
+// ReplicaSet of the rollout they describe.
+var rolloutReasons = map[string]bool{reasonNewRSCreated: true, reasonFoundNewRS: true, reasonRSUpdated: true,
+	reasonNewRSAvailable: true, reasonTimedOut: true}
+
+// aboutAnotherReplicaSet reports whether a Progressing condition describes
+// the rollout of a ReplicaSet other than rsName.
+func aboutAnotherReplicaSet(c *appsv1.DeploymentCondition, rsName string) bool {
+	return c != nil && rolloutReasons[c.Reason] && !strings.Contains(c.Message, strconv.Quote(rsName))
 }
 
 // madeProgress is Kubernetes' DeploymentProgressing: more updated, ready

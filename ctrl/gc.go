@@ -79,11 +79,13 @@ func (g *garbageCollector) danglingOwners(v *fsm.View, obj api.Object, add func(
 }
 
 // ownerExists reports whether the owner ref names exists with its uid.
-// An owner of a kind orch does not know cannot be checked, so it counts
-// as existing: the garbage collector never deletes on a guess.
+// An owner of a kind orch does not know cannot be checked, and a
+// namespaced owner of a cluster-scoped object cannot be resolved (as in
+// Kubernetes), so both count as existing: the garbage collector never
+// deletes on a guess.
 func ownerExists(v *fsm.View, obj api.Object, ref metav1.OwnerReference) bool {
 	k, ok := api.KindByName(ref.Kind)
-	if !ok {
+	if !ok || k.Namespaced && obj.GetNamespace() == "" {
 		return true
 	}
 	ns := ""

@@ -39,12 +39,26 @@ type clusterOptions struct {
 	opts      Options
 	configure func(*agent.Config)
 	noKubelet bool
+	// wrap, when set, is what the controllers see of their agent: the
+	// place to inject faults into their writes.
+	wrap func(*agent.Agent) Cluster
 }
 
 func startCluster(t *testing.T, o clusterOptions) *testCluster {
 	t.Helper()
+	if o.opts.NodeMonitorGracePeriod == 0 {
+		// Only the node lifecycle tests want nodes to go Unknown; a slow
+		// heartbeat under the race detector must not evict pods elsewhere.
+		o.opts.NodeMonitorGracePeriod = time.Minute
+	}
 	c := inproc.Start(t, inproc.Options{Servers: o.servers, Configure: o.configure, Setup: func(a *agent.Agent) {
-		a.OnLeader(func(ctx context.Context, a *agent.Agent) { Run(ctx, a, o.opts) })
+		a.OnLeader(func(ctx context.Context, a *agent.Agent) {
+			var cl Cluster = a
+			if o.wrap != nil {
+				cl = o.wrap(a)
+			}
+			Run(ctx, cl, o.opts)
+		})
 	}})
 	ctx, cancel := context.WithCancel(context.Background())
 	tc := &testCluster{Cluster: c, t: t, ctx: ctx, cl: c.Client()}
@@ -68,11 +82,19 @@ func startCluster(t *testing.T, o clusterOptions) *testCluster {
 func (tc *testCluster) view() *fsm.View {
 	tc.t.Helper()
 	var l *agent.Agent
-	tc.WaitFor(20*time.Second, "a leader", func() bool {
+	tc.waitUntil(20*time.Second, "a leader", func() (bool, string) {
 		l = tc.Leader()
-		return l != nil
+		return l != nil, "no ready leader"
 	})
 	return l.View()
+}
+
+// sub is tc for a subtest: failures go to t, which may run in parallel
+// with its siblings on the same cluster.
+func (tc *testCluster) sub(t *testing.T) *testCluster {
+	c := *tc
+	c.t = t
+	return &c
 }
 
 func (tc *testCluster) create(obj api.Object) api.Object {

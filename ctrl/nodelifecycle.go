@@ -28,7 +28,8 @@ const (
 //     NodeReady) unless the node itself reported Ready=False; one not heard
 //     from for longer gets Ready=Unknown (NodeStatusUnknown). A new leader
 //     starts with no heartbeats, so it marks nothing Unknown until it has
-//     led for the grace period. Only these flips are written to Raft.
+//     led for the grace period, and a new node gets the grace period from
+//     its creation. Only these flips are written to Raft.
 //   - Ready=Unknown means the taints node.kubernetes.io/unreachable
 //     NoExecute and NoSchedule, Ready=False node.kubernetes.io/not-ready;
 //     Ready=True neither. Every NoExecute taint carries timeAdded, stamped
@@ -147,12 +148,20 @@ func nodeCondition(node *corev1.Node, t corev1.NodeConditionType) *corev1.NodeCo
 func (n *nodeLifecycle) syncReady(ctx context.Context, node *corev1.Node, now time.Time) (*corev1.Node, error) {
 	last, heard := n.c.LastHeartbeat(node.Name)
 	fresh := heard && now.Sub(last) <= n.grace
-	trusted := now.Sub(n.start) >= n.grace
+	// Silence means something only after a grace period during which this
+	// leader could have heard the node: since it started leading, and
+	// since the node registered (a worker creates its Node, then starts
+	// heartbeating).
+	since := n.start
+	if created := node.CreationTimestamp.Time; created.After(since) {
+		since = created
+	}
+	trusted := now.Sub(since) >= n.grace
 	switch {
 	case fresh:
 		n.q.AddAfter(node.Name, last.Add(n.grace).Sub(now)+50*time.Millisecond) // the moment it would go stale
 	case !trusted:
-		n.q.AddAfter(node.Name, n.start.Add(n.grace).Sub(now)+50*time.Millisecond)
+		n.q.AddAfter(node.Name, since.Add(n.grace).Sub(now)+50*time.Millisecond)
 	}
 	ready := nodeCondition(node, corev1.NodeReady)
 	stamp := metav1.NewTime(now.Truncate(time.Second))

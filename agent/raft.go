@@ -77,8 +77,13 @@ func (a *Agent) setupRaft(notify chan bool) (*raftNode, error) {
 	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 4,
-		Timeout: 10 * time.Second,
-		Logger:  hlog,
+		// No pipelined replication: hashicorp/raft's pipeline can deadlock
+		// a leader that loses leadership mid-stream (raft issue #612, seen
+		// here as shutdowns hanging after leadership transfers); its own
+		// docs measure little gain from pipelining with batched entries.
+		MaxRPCsInFlight: 1,
+		Timeout:         10 * time.Second,
+		Logger:          hlog,
 	})
 
 	rc := raft.DefaultConfig()

@@ -32,6 +32,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /apis/{group}/{version}", a.serveResourceList)
 	mux.HandleFunc("/api/v1/", a.serveResource)
 	a.registerPodProxy(mux) // pod log and exec, passed to the pod's worker (http_podproxy.go)
+	a.registerImages(mux)   // image archives passed to the workers (http_images.go)
 	mux.HandleFunc("/apis/", a.serveResource)
 
 	mux.HandleFunc("GET /v1/members", a.serveMembers)

@@ -111,6 +111,7 @@ func newApp(e *env) *cli.App {
 		Commands: []*cli.Command{
 			applyCommand(e), createCommand(e), getCommand(e), describeCommand(e), deleteCommand(e),
 			labelCommand(e), scaleCommand(e), rolloutCommand(e), setCommand(e),
+			logsCommand(e), execCommand(e), imageCommand(e),
 			cordonCommand(e, true), cordonCommand(e, false), drainCommand(e), membersCommand(e), operatorCommand(e),
 			apiResourcesCommand(e), versionCommand(e), completionCommand(e), helpCommand(e),
 		},

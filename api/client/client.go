@@ -146,11 +146,19 @@ type Request struct {
 	ContentType string
 	// Accept is the encoding wanted for the answer (default JSON).
 	Accept string
+	// BodyAt, when set, is the body instead of Body: a large upload (an
+	// image archive) streamed from a file, read again from its start on
+	// every attempt.
+	BodyAt *io.SectionReader
 	// Stream leaves the response body open (watches, snapshots): the
 	// attempt timeout does not apply and the caller must close it.
 	Stream bool
 	// Server pins the call to one of the configured server URLs ("" = any).
 	Server string
+	// NoResend is for calls that must not run twice and carry no request
+	// ID a server would recognise (exec): they are retried only when the
+	// server refused the connection, so nothing was sent.
+	NoResend bool
 }
 
 // Response is a successful (2xx) answer.
@@ -263,7 +271,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 		allRefused := true
 		for _, i := range order {
 			resp, err, retry := c.attemptOnce(ctx, deadline, i, req, header)
-			if !retry {
+			if !retry || (req.NoResend && !errors.Is(err, errRefused)) {
 				return resp, err
 			}
 			// Keep the most telling error: a cancelled attempt says less
@@ -322,11 +330,18 @@ func (c *Client) attemptOnce(ctx context.Context, deadline time.Time, i int, req
 	if len(req.Query) > 0 {
 		u += "?" + req.Query.Encode()
 	}
-	hr, err := http.NewRequestWithContext(actx, req.Method, u, bytes.NewReader(req.Body))
+	var reqBody io.Reader = bytes.NewReader(req.Body)
+	if req.BodyAt != nil {
+		reqBody = io.NewSectionReader(req.BodyAt, 0, req.BodyAt.Size())
+	}
+	hr, err := http.NewRequestWithContext(actx, req.Method, u, reqBody)
 	if err != nil {
 		timer.Stop()
 		cancel()
 		return nil, err, false
+	}
+	if req.BodyAt != nil {
+		hr.ContentLength = req.BodyAt.Size()
 	}
 	for k, v := range header {
 		hr.Header[k] = v

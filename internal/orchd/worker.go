@@ -35,6 +35,7 @@ func workerFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "cluster-dns", Value: true, Usage: "serve the cluster DNS on the pod bridge's gateway and point pods at it"},
 		&cli.StringFlag{Name: "cluster-domain", Value: "cluster.local", Usage: "the cluster's DNS domain"},
 		&cli.BoolFlag{Name: "pod-routes", Value: true, Usage: "route to the other nodes' pod CIDRs through their addresses"},
+		&cli.StringFlag{Name: "images-dir", Usage: "image archives (*.tar, OCI or docker) imported at start and whenever one is added (default DATA_DIR/images; '-' for none)"},
 		&cli.StringFlag{Name: "runtime-state-dir", Usage: "runtime state (network namespaces, sandboxes); keep it on a tmpfs (default /run/orch/NAME)"},
 	}
 }
@@ -45,12 +46,17 @@ func workerConfig(c *cli.Context, cfg agent.Config) (worker.Config, error) {
 		Name: cfg.Name, DataDir: cfg.DataDir, Bind: cfg.BindAddr, Advertise: cfg.AdvertiseAddr, Join: cfg.Join,
 		GossipPort: cfg.GossipPort, APIPort: c.Int("worker-port"), Token: cfg.Token,
 		Labels: map[string]string{}, MaxPods: c.Int("max-pods"), GPUs: c.Int64("gpus"), Version: Version,
-		Logger: cfg.Logger.With("component", "worker"),
+		ImagesDir: c.String("images-dir"), Logger: cfg.Logger.With("component", "worker"),
 		RuntimeConfig: runtime.Config{
 			Address: c.String("containerd-socket"), Namespace: c.String("containerd-namespace"),
 			StateDir: c.String("runtime-state-dir"),
 			Network:  runtime.NetworkConfig{Bridge: c.String("pod-bridge"), PluginDirs: c.StringSlice("cni-bin-dir"), IPMasq: true},
 		},
+	}
+	if wc.ImagesDir == "" && cfg.DataDir != "" {
+		// The agent's data dir, also for a worker in a server's process
+		// (whose own data dir is DATA_DIR/worker).
+		wc.ImagesDir = filepath.Join(cfg.DataDir, "images")
 	}
 	wc.Kubelet.Tmpfs = os.Geteuid() == 0
 	wc.Network = worker.NetworkConfig{ProxyMode: c.String("proxy-mode"), DNS: c.Bool("cluster-dns"),

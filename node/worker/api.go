@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -22,9 +23,11 @@ import (
 //
 //	GET  /pods/{namespace}/{name}/log?container=&follow=&previous=&tailLines=&limitBytes=
 //	POST /pods/{namespace}/{name}/exec?container=&command=...   (an execstream answer)
+//	POST /images/import   (body: an OCI or docker image archive) -> {"images": [names]}
 //
 // The API server proxies /api/v1/namespaces/{ns}/pods/{name}/log and
-// .../exec here with the same query. When the cluster has a token, every
+// .../exec here with the same query, and POST /v1/images/import's upload
+// to every worker. When the cluster has a token, every
 // call must carry it as a bearer token.
 
 // containers finds a pod's containers; *kubelet.Kubelet is one.
@@ -44,6 +47,7 @@ func (s *apiServer) handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })
 	mux.HandleFunc("GET /pods/{ns}/{name}/log", s.serveLogs)
 	mux.HandleFunc("POST /pods/{ns}/{name}/exec", s.serveExec)
+	mux.HandleFunc("POST /images/import", s.serveImageImport)
 	if s.token == "" {
 		return mux
 	}
@@ -99,6 +103,9 @@ func (s *apiServer) serveLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if q.Get("tailLines") == "0" && !opts.Follow {
+		return // none of the lines (TailLines 0 means all)
+	}
 	fw := &flushWriter{w: w}
 	if f, ok := w.(http.Flusher); ok && opts.Follow {
 		fw.f = f
@@ -134,6 +141,25 @@ func (s *apiServer) serveExec(w http.ResponseWriter, r *http.Request) {
 	ew := execstream.NewWriter(w)
 	code, err := s.rt.Exec(r.Context(), id, cmd, ew.Stdout(), ew.Stderr())
 	ew.Exit(code, err)
+}
+
+// serveImageImport stores the images of the archive in the body.
+func (s *apiServer) serveImageImport(w http.ResponseWriter, r *http.Request) {
+	names, err := s.rt.ImportImages(r.Context(), r.Body)
+	if err != nil {
+		if r.Context().Err() == nil {
+			// Take the rest of the upload, so that the sender reads this
+			// answer rather than a connection reset under its writes.
+			io.Copy(io.Discard, r.Body)
+			writeStatus(w, apierrors.NewBadRequest(err.Error()))
+		}
+		return
+	}
+	if s.log != nil {
+		s.log.Info("imported images", "images", names, "from", "the API")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string][]string{"images": names})
 }
 
 func boolParam(v, name string) (bool, error) {

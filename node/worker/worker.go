@@ -55,6 +55,10 @@ type Config struct {
 	MaxPods int               // 110
 	GPUs    int64             // nvidia.com/gpu advertised
 
+	// ImagesDir holds image archives to import (imagesdir.go); default
+	// DataDir/images, "-" for none.
+	ImagesDir string
+
 	// NewRuntime connects the runtime once the pod CIDR is known; nil:
 	// containerd as RuntimeConfig says, with the pod CIDR filled in.
 	NewRuntime    func(ctx context.Context, podCIDR string) (runtime.Runtime, error)
@@ -203,6 +207,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.rt = rt
+	if err := w.startImagesDir(ctx, rt, go1); err != nil {
+		return err
+	}
 	podDNS, err := w.startNetwork(ctx, st.PodCIDR, go1)
 	if err != nil {
 		return err

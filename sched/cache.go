@@ -198,12 +198,18 @@ func (c *cache) assume(key, node string) {
 	}
 }
 
-// forget undoes an assumption whose binding was refused or lost, unless the
-// pod has meanwhile been seen bound. It reports whether the pod is still
-// pending and should be retried.
-func (c *cache) forget(key, uid, node string) bool {
+// current reports whether the cache holds the pod with this key and uid.
+func (c *cache) current(key, uid string) bool {
 	st := c.pods[key]
-	if st == nil || string(st.info.Pod.UID) != uid {
+	return st != nil && string(st.info.Pod.UID) == uid
+}
+
+// forget undoes an assumption whose binding was refused, unless the pod has
+// meanwhile been seen bound. It reports whether the pod is still pending
+// and should be retried.
+func (c *cache) forget(key, node string) bool {
+	st := c.pods[key]
+	if st == nil {
 		return false
 	}
 	if st.assumed && st.node == node {

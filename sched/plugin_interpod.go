@@ -40,9 +40,12 @@ func (c topologyCounts) at(key string, n *NodeInfo) int64 {
 // terms of both the pod and the existing pods.
 type InterPodAffinity struct {
 	existingAnti topologyCounts // domains where an existing pod refuses this one
-	affinity     topologyCounts // domains holding pods that match all affinity terms
 	anti         topologyCounts // domains holding pods this one refuses
-	selfAffine   bool           // no pod matches the affinity terms, but the pod matches itself
+	// Domains holding pods that match all the affinity terms, with and
+	// without the placeholders of preemptors (see Snapshot.Placeholder):
+	// a node must pass both ways, as in kube-scheduler.
+	affinity, affinityReal topologyCounts
+	selfMatch              bool // the pod matches its own affinity terms
 
 	score topologyCounts
 }
@@ -57,7 +60,8 @@ func (pl *InterPodAffinity) PreFilter(pod *PodInfo, snap *Snapshot) bool {
 	if !pod.HasRequiredPodAffinity() && snap.antiAffinityPods == 0 {
 		return false
 	}
-	pl.existingAnti, pl.affinity, pl.anti = topologyCounts{}, topologyCounts{}, topologyCounts{}
+	pl.existingAnti, pl.anti = topologyCounts{}, topologyCounts{}
+	pl.affinity, pl.affinityReal = topologyCounts{}, topologyCounts{}
 	snap.eachPod(func(q *PodInfo, n *NodeInfo) bool {
 		if n.Node == nil {
 			return true
@@ -72,6 +76,9 @@ func (pl *InterPodAffinity) PreFilter(pod *PodInfo, snap *Snapshot) bool {
 			for _, t := range pod.RequiredAffinity {
 				if v, ok := n.Node.Labels[t.TopologyKey]; ok {
 					pl.affinity.add(t.TopologyKey, v, 1)
+					if !snap.Placeholder(q.Key) {
+						pl.affinityReal.add(t.TopologyKey, v, 1)
+					}
 				}
 			}
 		}
@@ -83,9 +90,7 @@ func (pl *InterPodAffinity) PreFilter(pod *PodInfo, snap *Snapshot) bool {
 		}
 		return true
 	})
-	// The first of a group of pods that attract each other may go anywhere
-	// with the topology labels (kube-scheduler's rule).
-	pl.selfAffine = len(pl.affinity) == 0 && matchesAll(pod.RequiredAffinity, pod, snap)
+	pl.selfMatch = matchesAll(pod.RequiredAffinity, pod, snap)
 	return true
 }
 
@@ -105,16 +110,12 @@ func (pl *InterPodAffinity) Filter(pod *PodInfo, n *NodeInfo) *Status {
 		}
 	}
 	if len(pod.RequiredAffinity) > 0 {
-		exist := true
 		for _, t := range pod.RequiredAffinity {
 			if _, ok := n.Node.Labels[t.TopologyKey]; !ok {
 				return unresolvable(pl.Name(), reasonAffinity)
 			}
-			if pl.affinity.at(t.TopologyKey, n) <= 0 {
-				exist = false
-			}
 		}
-		if !exist && !pl.selfAffine {
+		if !pl.affinityMet(pod, n, pl.affinity) || !pl.affinityMet(pod, n, pl.affinityReal) {
 			return unresolvable(pl.Name(), reasonAffinity)
 		}
 	}
@@ -124,6 +125,22 @@ func (pl *InterPodAffinity) Filter(pod *PodInfo, n *NodeInfo) *Status {
 		}
 	}
 	return nil
+}
+
+// affinityMet: every affinity term has a matching pod in the node's domain,
+// or no matching pod is anywhere (with the terms' keys) and the pod matches
+// its own terms, so that the first of a group of pods that attract each
+// other may go anywhere (kube-scheduler's rule).
+func (pl *InterPodAffinity) affinityMet(pod *PodInfo, n *NodeInfo, counts topologyCounts) bool {
+	if len(counts) == 0 {
+		return pl.selfMatch
+	}
+	for _, t := range pod.RequiredAffinity {
+		if counts.at(t.TopologyKey, n) <= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (pl *InterPodAffinity) PreScore(pod *PodInfo, snap *Snapshot, _ []*NodeInfo) bool {

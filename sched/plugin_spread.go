@@ -22,10 +22,13 @@ const (
 // spreadCounts is one constraint's matching pods per domain, over the nodes
 // the constraint counts, and the smallest count.
 type spreadCounts struct {
-	c      *SpreadConstraint
-	counts map[string]int64
-	min    int64
-	self   int64 // 1 when the pod matches its own selector
+	c *SpreadConstraint
+	// counts include the placeholders of preemptors (see
+	// Snapshot.Placeholder), real leaves them out, each with its smallest
+	// count: the filter must hold both ways, as in kube-scheduler.
+	counts, real map[string]int64
+	min, minReal int64
+	self         int64 // 1 when the pod matches its own selector
 }
 
 // PodTopologySpread enforces topologySpreadConstraints: DoNotSchedule ones
@@ -49,7 +52,7 @@ func spreadCountsFor(pod *PodInfo, snap *Snapshot, hard bool) []spreadCounts {
 	for i := range pod.Spread {
 		c := &pod.Spread[i]
 		if c.Hard == hard {
-			out = append(out, spreadCounts{c: c, counts: map[string]int64{}})
+			out = append(out, spreadCounts{c: c, counts: map[string]int64{}, real: map[string]int64{}})
 		}
 	}
 	if len(out) == 0 {
@@ -73,23 +76,27 @@ nodes:
 				}
 			}
 			v := n.Node.Labels[sc.c.TopologyKey]
-			var k int64
+			var k, real int64
 			for _, q := range n.Pods {
 				if q.Pod.Namespace == pod.Pod.Namespace && q.Pod.DeletionTimestamp == nil && sc.c.Selector.Matches(labels.Set(q.Pod.Labels)) {
 					k++
+					if !snap.Placeholder(q.Key) {
+						real++
+					}
 				}
 			}
 			sc.counts[v] += k
+			sc.real[v] += real
 		}
 	}
 	for i := range out {
 		sc := &out[i]
-		sc.min = math.MaxInt64
-		for _, k := range sc.counts {
-			sc.min = min(sc.min, k)
+		sc.min, sc.minReal = math.MaxInt64, math.MaxInt64
+		for v, k := range sc.counts {
+			sc.min, sc.minReal = min(sc.min, k), min(sc.minReal, sc.real[v])
 		}
 		if sc.min == math.MaxInt64 || int32(len(sc.counts)) < sc.c.MinDomains {
-			sc.min = 0
+			sc.min, sc.minReal = 0, 0
 		}
 		if sc.c.Selector.Matches(podLabels) {
 			sc.self = 1
@@ -109,7 +116,7 @@ func (pl *PodTopologySpread) Filter(_ *PodInfo, n *NodeInfo) *Status {
 		if !ok {
 			return unresolvable(pl.Name(), reasonSpreadMissingLabel)
 		}
-		if sc.counts[v]+sc.self-sc.min > int64(sc.c.MaxSkew) {
+		if sc.counts[v]+sc.self-sc.min > int64(sc.c.MaxSkew) || sc.real[v]+sc.self-sc.minReal > int64(sc.c.MaxSkew) {
 			return unschedulable(pl.Name(), reasonSpread)
 		}
 	}

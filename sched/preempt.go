@@ -16,8 +16,9 @@ import (
 // Order of preference between candidates (and between victim sets on one
 // node): the lowest highest-victim priority, then the fewest victims, then
 // the lowest sum of victim priorities, then the node name. Pods of equal or
-// higher priority, pods already terminating and pods already chosen as
-// victims earlier in the same plan are never victims.
+// higher priority, pods already terminating, pods already chosen as victims
+// earlier in the same plan, and the pods the plan itself placed or holds a
+// place for (pending pods) are never victims.
 
 // exactSearchBudget bounds the filter runs (and, 64 times over, the subsets
 // enumerated) spent looking for the fewest victims on one node; past it the
@@ -78,6 +79,10 @@ func (s *scheduler) preempt(p *PodInfo) (Preemption, bool) {
 	if !s.eligibleToPreempt(p) {
 		return Preemption{}, false
 	}
+	for ; s.plannedUpTo < len(s.plan.Bindings); s.plannedUpTo++ {
+		b := &s.plan.Bindings[s.plannedUpTo]
+		s.planned[b.Namespace+"/"+b.Name] = true
+	}
 	rejected := slices.Clone(s.rejected)
 	var best *victimSet
 	found, limit := 0, maxPreemptionCandidates(len(rejected))
@@ -126,7 +131,7 @@ func (s *scheduler) without(n *NodeInfo, pods []*PodInfo, fn func() bool) bool {
 func (s *scheduler) victimsOn(p *PodInfo, n *NodeInfo) (victimSet, bool) {
 	var cands []*PodInfo
 	for _, q := range n.Pods {
-		if q.Priority < p.Priority && q.Pod.DeletionTimestamp == nil && !s.preempted[q.Key] {
+		if q.Priority < p.Priority && q.Pod.DeletionTimestamp == nil && !s.preempted[q.Key] && !s.planned[q.Key] {
 			cands = append(cands, q)
 		}
 	}

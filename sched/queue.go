@@ -198,6 +198,9 @@ func (q *Queue) toBackoff(e *queueEntry, now time.Time) {
 // Move wakes the parked pods that wait for any of events; they go back
 // after what is left of their backoff. It returns how many were woken.
 func (q *Queue) Move(events EventMask, now time.Time) int {
+	if events == 0 {
+		return 0
+	}
 	q.moveCycle++
 	var woken []*queueEntry
 	for key, e := range q.parked {

@@ -41,21 +41,27 @@ func Run(ctx context.Context, c Cluster, opts Options) error {
 		opts.MaxInFlight = 2
 	}
 	log := c.Logger().With("component", "scheduler")
+	// The writer's workers and the proposals in flight end with this
+	// context, so that Run leaves nothing behind whichever way it returns.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	r := &runner{c: c, opts: opts, log: log, results: make(chan *inflight, opts.MaxInFlight)}
 	r.w = newWriter(ctx, c, log)
-	defer r.w.wait()
+	defer func() {
+		cancel()
+		r.drain()
+		r.w.wait()
+	}()
 	r.resync()
 	log.Info("scheduler started", "nodes", len(r.cache.snap.Nodes()), "pending", r.cache.queue.Len())
 	var timer *time.Timer
 	for {
 		if ctx.Err() != nil {
-			r.drain()
 			return nil
 		}
 		evs, wake, err := c.History().Since(r.index, r.buf[:0])
 		switch {
 		case errors.Is(err, fsm.ErrClosed):
-			r.drain()
 			return nil
 		case errors.Is(err, fsm.ErrGone):
 			r.stale = true
@@ -140,17 +146,18 @@ func (r *runner) cycle(ctx context.Context, now time.Time) {
 	for _, b := range plan.Bindings {
 		r.cache.assume(b.Namespace+"/"+b.Name, b.Node)
 	}
-	nominated := map[string]string{}
+	preemptions := map[string]Preemption{}
 	for _, p := range plan.Preemptions {
-		nominated[p.Pod.Key] = p.Node
-		for _, v := range p.Victims {
-			r.w.evict(v.Pod)
-		}
+		preemptions[p.Pod.Key] = p
 		r.log.Info("preempting", "pod", p.Pod.Key, "node", p.Node, "victims", len(p.Victims))
 	}
 	for _, u := range plan.Unschedulable {
 		r.cache.queue.Park(u.Pod.Key, u.Events, now)
-		r.w.unschedulable(u.Pod.Pod, u.Message, nominated[u.Pod.Key])
+		if p, ok := preemptions[u.Pod.Key]; ok {
+			r.w.preempt(u.Pod.Pod, u.Message, p.Node, p.Victims)
+		} else {
+			r.w.unschedulable(u.Pod.Pod, u.Message)
+		}
 	}
 	if len(plan.Bindings) == 0 {
 		return
@@ -181,17 +188,24 @@ func (r *runner) handle(ctx context.Context, f *inflight) {
 	refused := 0
 	for i, b := range f.bindings {
 		key := b.Namespace + "/" + b.Name
-		if err := f.res.Batch[i].Err; err != nil {
+		err := f.res.Batch[i].Err
+		if err != nil {
 			refused++
-			if r.cache.forget(key, b.UID, b.Node) {
-				r.cache.queue.Backoff(key, now)
-			} else {
-				r.cache.queue.Delete(key)
-			}
 			r.log.Debug("binding refused", "pod", key, "node", b.Node, "err", err)
+		}
+		if !r.cache.current(key, b.UID) {
+			// Deleted, or replaced by a pod of the same name that the
+			// queue already holds in its own right: leave that one alone.
 			continue
 		}
-		r.cache.queue.Done(key)
+		switch {
+		case err == nil:
+			r.cache.queue.Done(key)
+		case r.cache.forget(key, b.Node):
+			r.cache.queue.Backoff(key, now)
+		default:
+			r.cache.queue.Delete(key)
+		}
 	}
 	if refused > 0 {
 		r.log.Info("bindings refused by the state machine; retrying", "refused", refused, "of", len(f.bindings))

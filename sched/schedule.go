@@ -62,11 +62,12 @@ type Preemption struct {
 // Schedule places pods, in the order given, each on the best-scoring node
 // that passes every filter, and adds each placed pod to snap (assumes it),
 // so that later pods see it and a plan never overcommits a node. Pods that
-// fit nowhere may preempt lower-priority pods. For the same snapshot, pods
-// and options, the plan is always the same.
+// fit nowhere may preempt lower-priority pods (never ones this plan placed).
+// For the same snapshot, pods and options, the plan is always the same.
 func Schedule(snap *Snapshot, pods []*PodInfo, opts Options) Plan {
 	s := newScheduler(snap, opts)
 	var plan Plan
+	s.plan = &plan
 	for _, p := range pods {
 		node, u := s.schedulePod(p)
 		if node != nil {
@@ -79,8 +80,12 @@ func Schedule(snap *Snapshot, pods []*PodInfo, opts Options) Plan {
 			u.Events |= AssignedPodRemoved
 			// Until the plan is done, the preemptor holds its place on the
 			// node (beside its victims, which are still there), so that the
-			// pods after it neither take that place nor preempt for it.
+			// pods after it neither take that place nor preempt for it. It
+			// is not there yet, so no pod may count on it being there
+			// (required affinity, spreading): see Snapshot.Placeholder.
 			snap.AddPod(p, pr.Node)
+			snap.placeholders[p.Key] = true
+			s.planned[p.Key] = true
 			for _, v := range pr.Victims {
 				s.preempted[v.Key] = true
 			}
@@ -89,6 +94,7 @@ func Schedule(snap *Snapshot, pods []*PodInfo, opts Options) Plan {
 	}
 	for _, pr := range plan.Preemptions {
 		snap.RemovePod(pr.Pod.Key, pr.Node)
+		delete(snap.placeholders, pr.Pod.Key)
 	}
 	return plan
 }
@@ -108,15 +114,21 @@ type scheduler struct {
 	rejected []rejection
 	total    []int64
 	scores   []int64
-	// preempted are the victims of this plan's preemptions.
-	preempted map[string]bool
+	// preempted are the victims of this plan's preemptions; planned are the
+	// pods this plan placed, or whose place it holds for a preemptor: they
+	// are pending pods, never victims. planned is only kept up to date
+	// (from plan, up to plannedUpTo) when a preemption is looked for.
+	preempted, planned map[string]bool
+	plan               *Plan
+	plannedUpTo        int
 }
 
 func newScheduler(snap *Snapshot, opts Options) *scheduler {
 	if opts.MinFeasibleNodes <= 0 {
 		opts.MinFeasibleNodes = 100
 	}
-	return &scheduler{snap: snap, opts: opts, fw: NewFramework(), rng: rand.New(rand.NewPCG(opts.Seed, 0x5eed)), preempted: map[string]bool{}}
+	return &scheduler{snap: snap, opts: opts, fw: NewFramework(), rng: rand.New(rand.NewPCG(opts.Seed, 0x5eed)),
+		preempted: map[string]bool{}, planned: map[string]bool{}, plan: &Plan{}}
 }
 
 // numFeasibleNodesToFind is kube-scheduler's adaptive sample size.

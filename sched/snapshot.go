@@ -34,6 +34,9 @@ type Snapshot struct {
 	// nextStart is where the next pod's node scan starts, so that sampled
 	// scans rotate over the whole cluster.
 	nextStart int
+	// placeholders are the preemptors holding a place during a Schedule
+	// call (see Placeholder).
+	placeholders map[string]bool
 }
 
 type zoneOwner struct{ zone, owner int32 }
@@ -42,7 +45,7 @@ type zoneOwner struct{ zone, owner int32 }
 // are left out.
 func NewSnapshot(nodes []*corev1.Node, pods []*corev1.Pod, namespaces []*corev1.Namespace) *Snapshot {
 	s := &Snapshot{nodes: map[string]*NodeInfo{}, namespaces: map[string]map[string]string{}, zoneOwners: map[zoneOwner]int32{},
-		zoneIDs: map[string]int32{}, ownerIDs: map[types.UID]int32{}}
+		zoneIDs: map[string]int32{}, ownerIDs: map[types.UID]int32{}, placeholders: map[string]bool{}}
 	for _, n := range nodes {
 		s.SetNode(n)
 	}
@@ -204,6 +207,14 @@ func (s *Snapshot) RemovePod(key, node string) *PodInfo {
 func hasPodAffinity(p *PodInfo) bool {
 	return len(p.RequiredAffinity)+len(p.RequiredAntiAffinity)+len(p.PreferredAffinity)+len(p.PreferredAntiAffinity) > 0
 }
+
+// Placeholder reports whether the pod with key only holds a place for a
+// preemptor until its victims are gone. It takes room like any pod (so
+// counts against resources, ports and anti-affinity), but it is not there:
+// constraints that need a pod to be somewhere (required affinity, the
+// emptiest domain of a spread constraint) must hold without it, as
+// kube-scheduler checks filters with and without nominated pods.
+func (s *Snapshot) Placeholder(key string) bool { return s.placeholders[key] }
 
 // Node returns the NodeInfo of a node, or nil.
 func (s *Snapshot) Node(name string) *NodeInfo { return s.nodes[name] }

@@ -98,53 +98,77 @@ func (w *writer) work(ctx context.Context) {
 // wait returns when every worker has stopped (after ctx ends).
 func (w *writer) wait() { w.wg.Wait() }
 
-// unschedulable records on a pending pod why it cannot be placed (and the
-// node it preempted for), with an Event when the explanation is new.
-func (w *writer) unschedulable(pod *corev1.Pod, message, nominated string) {
-	ns, name, uid := pod.Namespace, pod.Name, pod.UID
-	w.submit("status/"+ns+"/"+name, func(ctx context.Context) {
-		for range 3 {
-			if ctx.Err() != nil {
-				return
-			}
-			rec := w.c.View().Get(api.Pod, ns, name)
-			if rec == nil {
-				return
-			}
-			cur := rec.Obj.(*corev1.Pod)
-			if cur.UID != uid || !pending(cur) {
-				return
-			}
-			old := podScheduledCondition(cur)
-			if old != nil && old.Status == corev1.ConditionFalse && old.Reason == corev1.PodReasonUnschedulable &&
-				old.Message == message && (nominated == "" || cur.Status.NominatedNodeName == nominated) {
-				return
-			}
-			next := cur.DeepCopy()
-			now := metav1.NewTime(time.Now().UTC().Truncate(time.Second))
-			cond := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
-				Reason: corev1.PodReasonUnschedulable, Message: message, LastTransitionTime: now}
-			if old != nil && old.Status == corev1.ConditionFalse {
-				cond.LastTransitionTime = old.LastTransitionTime
-			}
-			setCondition(&next.Status, cond)
-			if nominated != "" {
-				next.Status.NominatedNodeName = nominated
-			}
-			_, err := w.c.Update(ctx, next, true)
-			if errors.Is(err, fsm.ErrConflict) {
-				continue // changed meanwhile: look again
-			}
-			if err != nil {
-				w.log.Debug("recording unschedulable pod", "pod", ns+"/"+name, "err", err)
-				return
-			}
-			if old == nil || old.Message != message {
-				w.event(ctx, cur, message, now)
-			}
+// unschedulable records on a pending pod why it cannot be placed, with an
+// Event when the explanation is new.
+func (w *writer) unschedulable(pod *corev1.Pod, message string) {
+	w.submit("status/"+pod.Namespace+"/"+pod.Name, func(ctx context.Context) {
+		w.record(ctx, pod, message, "")
+	})
+}
+
+// preempt records why the pod cannot be placed and the node it preempts
+// for, then deletes the victims. In this order, so that the pod's next
+// attempt sees the nomination and waits for the victims to go instead of
+// choosing more; and only if the pod still waits (a pod that was deleted,
+// or bound elsewhere meanwhile, needs no victims).
+func (w *writer) preempt(pod *corev1.Pod, message, node string, victims []*PodInfo) {
+	w.submit("status/"+pod.Namespace+"/"+pod.Name, func(ctx context.Context) {
+		if !w.record(ctx, pod, message, node) {
 			return
 		}
+		for _, v := range victims {
+			w.evict(ctx, v.Pod)
+		}
 	})
+}
+
+// record sets the pod's PodScheduled=False condition (and its nominated
+// node) unless they already say so. It reports whether the pod is still
+// pending with them recorded.
+func (w *writer) record(ctx context.Context, pod *corev1.Pod, message, nominated string) bool {
+	ns, name, uid := pod.Namespace, pod.Name, pod.UID
+	for range 3 {
+		if ctx.Err() != nil {
+			return false
+		}
+		rec := w.c.View().Get(api.Pod, ns, name)
+		if rec == nil {
+			return false
+		}
+		cur := rec.Obj.(*corev1.Pod)
+		if cur.UID != uid || !pending(cur) {
+			return false
+		}
+		old := podScheduledCondition(cur)
+		if old != nil && old.Status == corev1.ConditionFalse && old.Reason == corev1.PodReasonUnschedulable &&
+			old.Message == message && (nominated == "" || cur.Status.NominatedNodeName == nominated) {
+			return true
+		}
+		next := cur.DeepCopy()
+		now := metav1.NewTime(time.Now().UTC().Truncate(time.Second))
+		cond := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+			Reason: corev1.PodReasonUnschedulable, Message: message, LastTransitionTime: now}
+		if old != nil && old.Status == corev1.ConditionFalse {
+			cond.LastTransitionTime = old.LastTransitionTime
+		}
+		setCondition(&next.Status, cond)
+		if nominated != "" {
+			next.Status.NominatedNodeName = nominated
+		}
+		_, err := w.c.Update(ctx, next, true)
+		if errors.Is(err, fsm.ErrConflict) {
+			continue // changed meanwhile: look again
+		}
+		if err != nil {
+			w.log.Debug("recording unschedulable pod", "pod", ns+"/"+name, "err", err)
+			return false
+		}
+		if old == nil || old.Message != message {
+			w.event(ctx, cur, message, now)
+		}
+		return true
+	}
+	return false
 }
 
 // event creates a FailedScheduling Event. Its name derives from the pod
@@ -172,15 +196,13 @@ func (w *writer) event(ctx context.Context, pod *corev1.Pod, message string, now
 	}
 }
 
-// evict deletes a preemption victim gracefully.
-func (w *writer) evict(victim *corev1.Pod) {
-	ns, name, uid := victim.Namespace, victim.Name, string(victim.UID)
-	w.submit("delete/"+ns+"/"+name, func(ctx context.Context) {
-		_, err := w.c.Propose(ctx, &fsm.Delete{Kind: api.Pod.Kind, Namespace: ns, Name: name, UID: uid, DeletionTime: time.Now().UnixNano()})
-		if err != nil && !errors.Is(err, fsm.ErrNotFound) && !errors.Is(err, fsm.ErrConflict) {
-			w.log.Debug("deleting preemption victim", "pod", ns+"/"+name, "err", err)
-		}
-	})
+// evict deletes a preemption victim gracefully (unless it was replaced).
+func (w *writer) evict(ctx context.Context, victim *corev1.Pod) {
+	_, err := w.c.Propose(ctx, &fsm.Delete{Kind: api.Pod.Kind, Namespace: victim.Namespace, Name: victim.Name,
+		UID: string(victim.UID), DeletionTime: time.Now().UnixNano()})
+	if err != nil && !errors.Is(err, fsm.ErrNotFound) && !errors.Is(err, fsm.ErrConflict) {
+		w.log.Debug("deleting preemption victim", "pod", victim.Namespace+"/"+victim.Name, "err", err)
+	}
 }
 
 func podScheduledCondition(pod *corev1.Pod) *corev1.PodCondition {

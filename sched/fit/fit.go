@@ -139,17 +139,21 @@ type HostPort struct {
 
 func (h HostPort) String() string { return fmt.Sprintf("%s/%d", h.Protocol, h.Port) }
 
-// HostPorts lists the host ports a pod asks for.
+// HostPorts lists the host ports a pod asks for. An unset IP means every
+// address (0.0.0.0) and an unset protocol TCP, as Kubernetes defaults them.
 func HostPorts(pod *corev1.Pod) []HostPort {
 	var out []HostPort
 	for _, c := range pod.Spec.Containers {
 		for _, p := range c.Ports {
 			if p.HostPort > 0 {
-				ip := p.HostIP
+				ip, proto := p.HostIP, p.Protocol
 				if ip == "" {
 					ip = "0.0.0.0"
 				}
-				out = append(out, HostPort{IP: ip, Protocol: p.Protocol, Port: p.HostPort})
+				if proto == "" {
+					proto = corev1.ProtocolTCP
+				}
+				out = append(out, HostPort{IP: ip, Protocol: proto, Port: p.HostPort})
 			}
 		}
 	}

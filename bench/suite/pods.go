@@ -286,4 +286,3 @@ func (r *Results) podsTable(p func(string, ...any)) {
 		p("| %s | %s | %s | %s | %s |", m, SpreadOf(p50).Format(0), SpreadOf(p99).Format(0), SpreadOf(mx).Format(0), rssCell)
 	}
 }
-

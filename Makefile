@@ -28,6 +28,7 @@ build-race:
 test: deps lint build-race
 	@scripts/deps.sh base runtime
 	ORCH_BIN_DIR=$(BIN)/race $(GO) test -race -count=1 -timeout 20m ./...
+	@scripts/ipvs-test.sh   # the proxy conformance suite on a kernel with IPVS, under qemu
 
 # The test programs (testdata/images/*) as OCI archives, testdata/images/out/<name>.tar,
 # for `orchctl image import` (imported as orch.test/<name>:v1).

@@ -40,6 +40,8 @@ type Agent struct {
 	peerClient *http.Client // server-to-server calls (forwarding, status)
 
 	proposer  *proposer  // batches concurrent writes into Raft entries
+	gate      applyGate  // lets a snapshot restore pause the proposer
+	disk      diskGuard  // free space of the data dir
 	verifier  *coalescer // batches VerifyLeader rounds for linearizable reads
 	readIndex *coalescer // batches a follower's read-index requests
 
@@ -73,6 +75,7 @@ func New(cfg Config) (*Agent, error) {
 		notifyCh:   make(chan bool, 16),
 		removed:    make(chan struct{}),
 		stop:       make(chan struct{}),
+		disk:       diskGuard{kick: make(chan struct{}, 1)},
 	}
 	a.fsm = fsm.New(fsm.Config{Logger: a.logger.With("component", "fsm"), HistorySize: cfg.WatchHistory})
 	a.peerClient = &http.Client{Transport: &http.Transport{
@@ -86,7 +89,7 @@ func New(cfg Config) (*Agent, error) {
 		return 0, a.raft.VerifyLeader().Error()
 	})
 	a.readIndex = newCoalescer(a.fetchReadIndex)
-	a.proposer = newProposer(func(data []byte) raft.ApplyFuture { return a.raft.Apply(data, a.cfg.LeaderWait) }, a.stop, maxInflight)
+	a.proposer = newProposer(a.gatedApply, a.stop, maxInflight)
 	return a, nil
 }
 
@@ -118,6 +121,9 @@ func (a *Agent) Start() error {
 	cfg := &a.cfg
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir %s: %w", cfg.DataDir, err)
+	}
+	if err := a.recordIdentity(); err != nil {
+		return err
 	}
 	node, err := a.setupRaft(a.notifyCh)
 	if err != nil {
@@ -166,6 +172,7 @@ func (a *Agent) Start() error {
 	a.goRun(a.proposer.run)
 	a.goRun(func() { g.joinLoop(cfg.Join, DefaultGossipPort, a.stop) })
 	a.goRun(a.rememberPeersLoop)
+	a.startHA()
 	if cfg.BootstrapExpect > 0 && !node.hadState {
 		a.goRun(a.bootstrapLoop)
 	}

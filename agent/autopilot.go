@@ -12,11 +12,16 @@ import (
 // pilotDelegate connects raft-autopilot to gossip and to the servers'
 // status endpoints. Autopilot promotes a non-voter to voter once it has been
 // healthy (caught up, in contact with the leader) for the stabilization time.
-type pilotDelegate struct{ a *Agent }
+// With HAConfig.DeadServerCleanup set, it also removes servers that have
+// been failed or gone (gossip) for that long (deadservers.go).
+type pilotDelegate struct {
+	a    *Agent
+	dead deadServers
+}
 
 func (d *pilotDelegate) AutopilotConfig() *autopilot.Config {
 	return &autopilot.Config{
-		CleanupDeadServers:      false,
+		CleanupDeadServers:      d.a.cfg.HA.DeadServerCleanup > 0,
 		LastContactThreshold:    2 * d.a.cfg.Raft.HeartbeatTimeout,
 		MaxTrailingLogs:         250,
 		MinQuorum:               0,
@@ -47,6 +52,8 @@ func (d *pilotDelegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 			NodeType: autopilot.NodeVoter,
 		}
 	}
+	d.addRaftOnlyServers(out)
+	d.dead.observe(out, time.Now())
 	return out
 }
 
@@ -85,8 +92,4 @@ func (d *pilotDelegate) FetchServerStats(ctx context.Context, servers map[raft.S
 	}
 	wg.Wait()
 	return out
-}
-
-func (d *pilotDelegate) RemoveFailedServer(srv *autopilot.Server) {
-	d.a.logger.Warn("autopilot asked to remove a failed server; leaving it (dead-server cleanup is off)", "server", srv.ID)
 }

@@ -23,6 +23,8 @@ type serverStatus struct {
 	AppliedIndex  uint64 `json:"appliedIndex"`
 	LastContactMs int64  `json:"lastContactMs"` // -1: never
 	Version       string `json:"version"`
+	// DiskLow: the data dir is below its free-space reserve.
+	DiskLow bool `json:"diskLow,omitempty"`
 }
 
 func (a *Agent) status() serverStatus {
@@ -37,6 +39,7 @@ func (a *Agent) status() serverStatus {
 		AppliedIndex:  a.fsm.AppliedIndex(),
 		LastContactMs: -1,
 		Version:       a.cfg.Version,
+		DiskLow:       a.disk.low.Load(),
 	}
 	if a.raft.State() == raft.Leader {
 		s.LastContactMs = 0

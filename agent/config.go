@@ -45,6 +45,8 @@ type Config struct {
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
+	// High-availability operations (config_ha.go, docs/operations.md).
+	HA HAConfig
 	// WatchHistory is how many changes each server keeps for watches.
 	WatchHistory int
 	// LeaderWait is how long a request waits for a leader during an
@@ -159,6 +161,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.LeaderWait == 0 {
 		c.LeaderWait = 7 * time.Second
+	}
+	if err := c.HA.setDefaults(); err != nil {
+		return err
 	}
 	if c.DefaultTolerationSeconds < 0 {
 		return fmt.Errorf("--default-toleration-seconds %d: must be >= 0", c.DefaultTolerationSeconds)

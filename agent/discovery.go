@@ -38,6 +38,8 @@ func (a *Agent) serveReady(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 	case leader == "":
 		http.Error(w, "no cluster leader", http.StatusServiceUnavailable)
+	case a.disk.low.Load():
+		http.Error(w, "data dir almost full: "+byteSize(a.disk.free.Load())+" free", http.StatusServiceUnavailable)
 	case a.raft.AppliedIndex()+readyLag < a.raft.CommitIndex():
 		http.Error(w, "catching up with the leader", http.StatusServiceUnavailable)
 	case a.raft.State() != raft.Leader && a.behindLeader(r.Context()):

@@ -182,6 +182,12 @@ func (g *gossip) joinLoop(addrs []string, defaultPort int, stop <-chan struct{})
 			g.logger.Info("joined cluster", "contacted", n)
 			return
 		}
+		if g.ml.NumMembers() > 1 {
+			// Others joined this member meanwhile (remembered peers may be
+			// gone for good, as after `orchd recover`).
+			g.logger.Info("in a cluster through members that joined us; no more join attempts", "members", g.ml.NumMembers())
+			return
+		}
 		g.logger.Warn("join failed; retrying", "addresses", addrs, "err", err, "in", backoff)
 		select {
 		case <-stop:

@@ -41,6 +41,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("DELETE /v1/operator/raft/peers/{id}", a.serveRemovePeer)
 	mux.HandleFunc("POST /v1/operator/raft/transfer-leader", a.serveTransferLeader)
 	mux.HandleFunc("GET /v1/operator/snapshot", a.serveSnapshotSave)
+	mux.HandleFunc("POST /v1/operator/snapshot/restore", a.serveSnapshotRestore)
 	mux.HandleFunc("GET /internal/v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.status()) })
 	mux.HandleFunc("GET /internal/v1/read-index", a.serveReadIndex)
 
@@ -51,7 +52,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	return a.recoverPanics(a.authenticate(m.instrument(mux)))
+	return a.recoverPanics(a.authenticate(m.instrument(a.refuseWritesWhenDiskLow(mux))))
 }
 
 // unauthenticatedPaths answer without credentials, as in Kubernetes.

@@ -1,28 +1,24 @@
 package agent
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"time"
 
 	"github.com/hashicorp/raft"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-
-	"orch.dev/orch/fsm"
-	"orch.dev/orch/internal/snapfile"
 )
 
 // Peer is one Raft server as `orchctl operator raft list-peers` shows it.
+// The health fields are the leader's view (peers_health.go); they are absent
+// when no leader answered.
 type Peer struct {
 	ID      string `json:"id"`
 	Address string `json:"address"`
 	Leader  bool   `json:"leader"`
 	Voter   bool   `json:"voter"`
+	PeerHealth
 }
 
 func (a *Agent) peers() ([]Peer, error) {
@@ -36,15 +32,6 @@ func (a *Agent) peers() ([]Peer, error) {
 		out = append(out, Peer{ID: string(s.ID), Address: string(s.Address), Leader: s.ID == leader, Voter: s.Suffrage == raft.Voter})
 	}
 	return out, nil
-}
-
-func (a *Agent) servePeers(w http.ResponseWriter, r *http.Request) {
-	peers, err := a.peers()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, peers)
 }
 
 func (a *Agent) serveMembers(w http.ResponseWriter, r *http.Request) {
@@ -142,34 +129,15 @@ func (a *Agent) serveSnapshotSave(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	view := a.fsm.View()
-	tmp, err := os.CreateTemp(a.cfg.DataDir, "snapshot-save-*")
+	staged, err := a.stageState(view)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	if err := fsm.WriteSnapshot(tmp, view); err != nil {
-		writeError(w, fmt.Errorf("writing snapshot: %w", err))
-		return
-	}
-	size, err := tmp.Seek(0, io.SeekCurrent)
-	if err == nil {
-		_, err = tmp.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	sm := snapfile.Meta{Index: view.Index(), Term: a.raft.CurrentTerm(), CreatedAt: time.Now().UTC(), OrchVersion: a.cfg.Version}
-	if peers, err := a.peers(); err == nil {
-		for _, p := range peers {
-			sm.Servers = append(sm.Servers, snapfile.Server{ID: p.ID, Address: p.Address, Voter: p.Voter})
-		}
-	}
+	defer staged.close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusOK)
-	if err := snapfile.Write(w, sm, bufio.NewReaderSize(tmp, 1<<20), size); err != nil {
+	if err := a.writeArchive(w, view, staged); err != nil {
 		// The client notices: the archive's checksums will not verify.
 		a.logger.Error("streaming snapshot", "err", err)
 	}

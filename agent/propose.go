@@ -28,6 +28,9 @@ func stampNew(obj api.Object, now time.Time) {
 // propose commits cmd through Raft, batched with other concurrent writes;
 // this server must be the leader.
 func (a *Agent) propose(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
+	if err := a.proposalRefusal(cmd); err != nil {
+		return nil, err
+	}
 	return a.proposer.propose(ctx, cmd)
 }
 

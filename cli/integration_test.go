@@ -326,12 +326,14 @@ func TestIntegration(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &peers); err != nil || len(peers) != 1 {
 			t.Fatalf("list-peers -o json: %v\n%s", err, out)
 		}
+		// DESIGN.md's id, address, leader and voter, then the leader's view of its health.
 		keys = slices.Sorted(maps.Keys(peers[0]))
-		if !slices.Equal(keys, []string{"address", "id", "leader", "voter"}) || peers[0]["id"] != "t1" || peers[0]["leader"] != true || peers[0]["voter"] != true {
+		if !slices.Equal(keys, []string{"address", "appliedIndex", "healthy", "id", "lag", "lastContactMs", "leader", "status", "voter"}) ||
+			peers[0]["id"] != "t1" || peers[0]["leader"] != true || peers[0]["voter"] != true || peers[0]["healthy"] != true {
 			t.Errorf("list-peers -o json: %s", out)
 		}
 		out = mustRun(t, srv, "operator", "raft", "list-peers")
-		if !strings.HasPrefix(out, "NODE   ID    ADDRESS") || !strings.Contains(out, "leader   true") {
+		if !strings.HasPrefix(out, "NODE   ID    ADDRESS") || !strings.Contains(out, "leader   true    healthy") || !strings.Contains(out, "LAST CONTACT") {
 			t.Errorf("list-peers:\n%s", out)
 		}
 		if got := mustRun(t, srv, "operator", "raft", "transfer-leader", "--to", "t1"); got != "leadership transferred to t1\n" {

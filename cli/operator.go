@@ -19,12 +19,20 @@ import (
 )
 
 // peer is one Raft server, as GET /v1/operator/raft/peers reports it and
-// as `list-peers -o json` prints it (DESIGN.md contract).
+// as `list-peers -o json` prints it (DESIGN.md contract: id, address,
+// leader, voter; the health fields are the leader's view, absent when no
+// leader answered).
 type peer struct {
-	ID      string `json:"id"`
-	Address string `json:"address"`
-	Leader  bool   `json:"leader"`
-	Voter   bool   `json:"voter"`
+	ID            string  `json:"id"`
+	Address       string  `json:"address"`
+	Leader        bool    `json:"leader"`
+	Voter         bool    `json:"voter"`
+	Status        string  `json:"status,omitempty"`
+	Healthy       *bool   `json:"healthy,omitempty"`
+	LastContactMs *int64  `json:"lastContactMs,omitempty"`
+	AppliedIndex  *uint64 `json:"appliedIndex,omitempty"`
+	Lag           *uint64 `json:"lag,omitempty"`
+	DiskLow       bool    `json:"diskLow,omitempty"`
 }
 
 func outputFlag(formats string) cli.Flag {
@@ -41,7 +49,9 @@ func operatorCommand(e *env) *cli.Command {
 				Usage:  "inspect and change the Raft group of the servers",
 				Action: groupAction(e, []string{"operator", "raft"}),
 				Subcommands: []*cli.Command{
-					{Name: "list-peers", Usage: "list the Raft servers and which one leads", Flags: []cli.Flag{outputFlag("json")}, Action: e.listPeers},
+					{Name: "list-peers", Usage: "list the Raft servers, which one leads, and how healthy each is (the leader's view)",
+						Flags:  []cli.Flag{outputFlag("json"), &cli.BoolFlag{Name: "stale", Usage: "the answering server's configuration, without asking the leader (works without quorum)"}},
+						Action: e.listPeers},
 					{Name: "transfer-leader", Usage: "hand leadership to another voter (any, or --to NAME)",
 						Flags:  []cli.Flag{&cli.StringFlag{Name: "to", Usage: "`NAME` of the server to lead"}},
 						Action: e.transferLeader},
@@ -57,6 +67,7 @@ func operatorCommand(e *env) *cli.Command {
 						Flags:  []cli.Flag{&cli.BoolFlag{Name: "stale", Usage: "snapshot the answering server's state instead of the leader's"}},
 						Action: e.snapshotSave},
 					{Name: "inspect", Usage: "verify a snapshot file and print what it holds", ArgsUsage: "FILE", Action: e.snapshotInspect},
+					{Name: "restore", Usage: "replace the whole cluster state with a snapshot's (disaster recovery)", ArgsUsage: "FILE", Action: e.snapshotRestore},
 				},
 			},
 		},
@@ -76,8 +87,12 @@ func (e *env) listPeers(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	q := url.Values{}
+	if c.Bool("stale") {
+		q.Set("stale", "true")
+	}
 	var peers []peer
-	if err := cl.GetJSON(e.ctx, "/v1/operator/raft/peers", nil, &peers); err != nil {
+	if err := cl.GetJSON(e.ctx, "/v1/operator/raft/peers", q, &peers); err != nil {
 		return err
 	}
 	if peers == nil {
@@ -87,13 +102,13 @@ func (e *env) listPeers(c *cli.Context) error {
 		return writeValue(e.stdout, outJSON, peers)
 	}
 	tw := newTabWriter(e.stdout)
-	writeRow(tw, []string{"NODE", "ID", "ADDRESS", "STATE", "VOTER"})
+	writeRow(tw, []string{"NODE", "ID", "ADDRESS", "STATE", "VOTER", "HEALTH", "LAST CONTACT", "APPLIED", "LAG"})
 	for _, p := range peers {
 		state := "follower"
 		if p.Leader {
 			state = "leader"
 		}
-		writeRow(tw, []string{p.ID, p.ID, p.Address, state, strconv.FormatBool(p.Voter)})
+		writeRow(tw, append([]string{p.ID, p.ID, p.Address, state, strconv.FormatBool(p.Voter)}, p.healthCells()...))
 	}
 	return tw.Flush()
 }

@@ -34,7 +34,7 @@ func Main(args []string, stderr io.Writer) int {
 		Version:        Version,
 		Writer:         stderr,
 		ErrWriter:      stderr,
-		Commands:       []*cli.Command{agentCommand(stderr), simulateCommand(stderr)},
+		Commands:       []*cli.Command{agentCommand(stderr), simulateCommand(stderr), recoverCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	if err := app.Run(args); err != nil {
@@ -73,7 +73,7 @@ func agentCommand(stderr io.Writer) *cli.Command {
 			&cli.IntFlag{Name: "watch-history", Value: 32768, Usage: "changes kept for resuming watches"},
 			&cli.DurationFlag{Name: "node-monitor-grace-period", Value: ctrl.DefaultNodeMonitorGracePeriod, Usage: "how long a node may miss heartbeats before it is marked unreachable"},
 			&cli.Int64Flag{Name: "default-toleration-seconds", Value: agent.DefaultTolerationSeconds, Usage: "how long pods stay on a not-ready or unreachable node before they are replaced, unless they say otherwise"},
-		}, workerFlags()...),
+		}, append(workerFlags(), haFlags()...)...),
 		Action: func(c *cli.Context) error { return runAgent(c, stderr) },
 	}
 }
@@ -106,6 +106,9 @@ func configFromFlags(c *cli.Context, stderr io.Writer) (agent.Config, func(), er
 		WatchHistory:             c.Int("watch-history"),
 		DefaultTolerationSeconds: c.Int64("default-toleration-seconds"),
 		Version:                  Version,
+	}
+	if err := applyHAFlags(c, &cfg); err != nil {
+		return cfg, cleanup, err
 	}
 	if f := c.String("token-file"); f != "" {
 		b, err := os.ReadFile(f)

@@ -106,6 +106,13 @@ type Options struct {
 	// LogLevel of the servers (default debug, which tests want to read;
 	// benchmarks use info so that logging does not cost what they measure).
 	LogLevel string
+	// Prepare runs for each server before its first start (a test mounts
+	// a small filesystem on its data dir, say).
+	Prepare func(s *Server) error
+	// Prefix puts the servers on Prefix+"11", +"12"... (addresses the
+	// caller has put on an interface: Net.AddServerAddrs) instead of a
+	// free loopback /24. Off loopback the servers need a Token.
+	Prefix string
 }
 
 // Cluster is a set of orchd servers.
@@ -167,9 +174,12 @@ func Start(t T, opts Options) *Cluster {
 	if opts.Servers == 0 {
 		opts.Servers = 3
 	}
-	prefix, err := freePrefix()
-	if err != nil {
-		t.Fatal(err)
+	prefix := opts.Prefix
+	if prefix == "" {
+		var err error
+		if prefix, err = freePrefix(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c := &Cluster{t: t, bin: Binaries(t), dir: t.TempDir(), prefix: prefix, opts: opts}
 	t.Cleanup(c.cleanup)
@@ -177,11 +187,17 @@ func Start(t T, opts Options) *Cluster {
 		c.Servers = append(c.Servers, c.newServer(i, opts.Servers, true))
 	}
 	for _, s := range c.Servers {
+		if opts.Prepare != nil {
+			if err := opts.Prepare(s); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if err := s.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	c.WaitVoters(opts.Servers, 30*time.Second)
+	c.WaitSystemObjects(30 * time.Second)
 	return c
 }
 

@@ -1,0 +1,64 @@
+package testcluster
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"orch.dev/orch/api/client"
+)
+
+// Orchd runs the orchd binary with args (a subcommand such as recover) and
+// returns its combined output.
+func (c *Cluster) Orchd(args ...string) (string, error) {
+	out, err := exec.Command(filepath.Join(c.bin, "orchd"), args...).CombinedOutput()
+	return string(out), err
+}
+
+// Orchctl runs the orchctl binary against the cluster's servers and
+// returns its combined output; a refusal is an error, not a test failure.
+func (c *Cluster) Orchctl(args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(c.bin, "orchctl"), args...)
+	cmd.Env = append(os.Environ(), "ORCH_ADDR="+strings.Join(c.URLs(), ","))
+	if c.opts.Token != "" {
+		cmd.Env = append(cmd.Env, "ORCH_TOKEN="+c.opts.Token)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// Exited reports whether the process ended on its own (it crashed or
+// stopped itself); false when it was never started or was stopped by Kill
+// or Stop.
+func (s *Server) Exited() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return false
+	}
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitSystemObjects waits until the leader has created the namespaces every
+// cluster has (it does so after its barrier, a moment after the servers
+// report ready): a write into "default" before that gets 404.
+func (c *Cluster) WaitSystemObjects(timeout time.Duration) {
+	c.t.Helper()
+	c.Eventually(timeout, "the default namespace", func() bool {
+		cl, err := client.New(client.Config{Servers: c.URLs(), Token: c.opts.Token, RetryFor: time.Second})
+		if err != nil {
+			return false
+		}
+		_, err = cl.Do(context.Background(), client.Request{Method: http.MethodGet, Path: "/api/v1/namespaces/default"})
+		return err == nil
+	})
+}

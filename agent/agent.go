@@ -252,10 +252,16 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	}
 	if a.raft != nil && a.raft.State() == raft.Leader && a.hasOtherVoters() {
 		a.logger.Info("transferring leadership before shutdown")
-		if err := a.raft.LeadershipTransfer().Error(); err != nil {
-			a.logger.Warn("leadership transfer failed", "err", err)
-		} else {
-			a.waitForOtherLeader(ctx)
+		for attempt := 1; ; attempt++ {
+			err := a.raft.LeadershipTransfer().Error()
+			if err == nil {
+				a.waitForOtherLeader(ctx)
+				break
+			}
+			a.logger.Warn("leadership transfer failed", "attempt", attempt, "err", err)
+			if attempt == 3 || a.raft.State() != raft.Leader || ctx.Err() != nil {
+				break
+			}
 		}
 	}
 	if a.httpServer != nil {

@@ -74,9 +74,9 @@ func (a *Agent) serveTransferLeader(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	to := r.URL.Query().Get("to")
-	var f raft.Future
+	var transfer func() raft.Future
 	if to == "" {
-		f = a.raft.LeadershipTransfer()
+		transfer = a.raft.LeadershipTransfer
 	} else {
 		if to == a.cfg.Name {
 			writeJSON(w, http.StatusOK, map[string]string{"leader": to})
@@ -101,9 +101,21 @@ func (a *Agent) serveTransferLeader(w http.ResponseWriter, r *http.Request) {
 			writeError(w, apierrors.NewBadRequest(fmt.Sprintf("--to %s: not a voter", to)))
 			return
 		}
-		f = a.raft.LeadershipTransferToServer(raft.ServerID(target.ID), raft.ServerAddress(target.Address))
+		transfer = func() raft.Future {
+			return a.raft.LeadershipTransferToServer(raft.ServerID(target.ID), raft.ServerAddress(target.Address))
+		}
 	}
-	if err := f.Error(); err != nil {
+	// A transfer times out when the target cannot catch up within an
+	// election timeout (a burst of writes, a slow disk); the operator asked
+	// for it, so it is tried again while this server still leads.
+	var err error
+	for attempt := 1; attempt <= 5; attempt++ {
+		if err = transfer().Error(); err == nil || a.raft.State() != raft.Leader || r.Context().Err() != nil {
+			break
+		}
+		a.logger.Warn("leadership transfer failed; trying again", "attempt", attempt, "err", err)
+	}
+	if err != nil && a.raft.State() == raft.Leader {
 		writeError(w, apierrors.NewInternalError(fmt.Errorf("leadership transfer: %w", err)))
 		return
 	}

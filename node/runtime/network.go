@@ -11,7 +11,9 @@ import (
 	goruntime "runtime"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,7 +82,10 @@ func newPodNetwork(cfg NetworkConfig, dir string) (*podNetwork, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CNI config: %w", err)
 	}
-	return &podNetwork{cni: libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(dir, "cache"), nil), list: list}, nil
+	// An explicit Exec: given nil, libcni sets its default lazily in every
+	// call, a data race between pods set up at once.
+	exec := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}
+	return &podNetwork{cni: libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(dir, "cache"), exec), list: list}, nil
 }
 
 func (n *podNetwork) rt(id, netns string, cfg SandboxConfig) *libcni.RuntimeConf {

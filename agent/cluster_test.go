@@ -45,8 +45,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var fastRaft = RaftTiming{HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
-	LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 5 * time.Millisecond}
+var fastRaft = RaftTiming{HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
+	LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: 5 * time.Millisecond}
 
 func freeLoopbackPrefix(t *testing.T) string {
 	for range 50 {

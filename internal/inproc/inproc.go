@@ -22,9 +22,11 @@ import (
 	"orch.dev/orch/api/client"
 )
 
-// FastRaft are Raft timings for tests: elections in a fraction of a second.
-var FastRaft = agent.RaftTiming{HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
-	LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 5 * time.Millisecond}
+// FastRaft are Raft timings for tests: elections in about a second, not
+// so short that a race-instrumented process on a busy 2-core machine
+// misses heartbeats and holds spurious elections.
+var FastRaft = agent.RaftTiming{HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
+	LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: 5 * time.Millisecond}
 
 // Cluster is a set of in-process servers.
 type Cluster struct {

@@ -9,8 +9,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,6 +157,27 @@ func (c *testCluster) waitFor(what string, cond func() bool) {
 
 // do sends a request to agent a and returns the status code and body.
 func do(t *testing.T, a *Agent, method, path, contentType, body string, header ...string) (int, string) {
+	t.Helper()
+	// Like the Go client, API calls are retried while the cluster has no
+	// leader (503) or lost it mid-write (504), writes with one request ID
+	// so that a retry is applied once: a leader change on a loaded test
+	// machine is the environment, not what these tests are about.
+	retry := strings.HasPrefix(path, "/api")
+	if retry && method != http.MethodGet && !slices.Contains(header, "X-Orch-Request-Id") {
+		header = append(header, "X-Orch-Request-Id", fmt.Sprintf("test-%d", testRequestIDs.Add(1)))
+	}
+	for attempt := 1; ; attempt++ {
+		code, b := doOnce(t, a, method, path, contentType, body, header...)
+		if !retry || (code != http.StatusServiceUnavailable && code != http.StatusGatewayTimeout) || attempt == 50 {
+			return code, b
+		}
+		time.Sleep(100 * time.Millisecond) // a client's retry backoff
+	}
+}
+
+var testRequestIDs atomic.Int64
+
+func doOnce(t *testing.T, a *Agent, method, path, contentType, body string, header ...string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, "http://"+a.HTTPAddr()+path, strings.NewReader(body))
 	if err != nil {

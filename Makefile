@@ -61,6 +61,21 @@ bench: build
 	@[ -f testdata/images/out/web.tar ] || $(GO) run ./testdata/images/build
 	@scripts/bench.sh $(BENCH_ARGS)
 
+# The fault-injection suite (internal/chaos, docs/chaos.md): every named
+# fault's scenario; with DURATION (e.g. `make chaos DURATION=30m`), instead a
+# soak of random faults for that long, which prints a report.
+DURATION ?=
+CHAOS_TIMEOUT = $(shell echo '$(DURATION)' | awk '{ s = 0; n = $$0; while (match(n, /^[0-9.]+[hms]/)) { \
+  u = substr(n, RLENGTH, 1); s += substr(n, 1, RLENGTH - 1) * (u == "h" ? 3600 : u == "m" ? 60 : 1); n = substr(n, RLENGTH + 1) } \
+  printf "%ds", s * 1.2 + 1800 }')
+chaos: build
+	@scripts/deps.sh base runtime
+ifeq ($(DURATION),)
+	ORCH_CHAOS=all ORCH_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 30m -v ./internal/chaos
+else
+	DURATION=$(DURATION) ORCH_BIN_DIR=$(BIN) $(GO) test -count=1 -run '^TestSoak$$' -timeout $(CHAOS_TIMEOUT) -v ./internal/chaos
+endif
+
 clean:
 	rm -rf $(BIN)
 

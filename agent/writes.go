@@ -64,18 +64,53 @@ func (a *Agent) serveCreate(w http.ResponseWriter, r *http.Request, info request
 		writeError(w, err)
 		return
 	}
-	writeRecord(w, r, http.StatusCreated, k, obj.GetName(), res)
+	a.writeRecord(w, r, http.StatusCreated, k, obj.GetName(), res)
 }
 
 // writeRecord answers with the object a write produced. A retried write
-// whose first attempt was applied (res.Duplicate) answers with the object's
-// current state, or NotFound if it has been deleted since.
-func writeRecord(w http.ResponseWriter, r *http.Request, code int, k *api.Kind, name string, res *fsm.Result) {
-	if res.Record == nil {
+// whose first attempt was applied (res.Duplicate) answers with the object
+// as that first attempt left it — not its current state, which another
+// client may have changed since (a compare-and-set client continuing from
+// it would overwrite that change unseen) — or NotFound if it was deleted.
+func (a *Agent) writeRecord(w http.ResponseWriter, r *http.Request, code int, k *api.Kind, name string, res *fsm.Result) {
+	rec := res.Record
+	if d := res.Duplicate; d != nil && !d.Deleted && (rec == nil || rec.Version != d.Index) {
+		then, ok := a.recordAt(k, d.Namespace, d.Name, d.Index)
+		if !ok {
+			writeError(w, apierrors.NewInternalError(fmt.Errorf("this write was applied at resourceVersion %d, "+
+				"and the object has changed since; its result is no longer kept: read the object", d.Index)))
+			return
+		}
+		rec = then
+	}
+	if rec == nil {
 		writeError(w, apierrors.NewNotFound(groupResource(k), name))
 		return
 	}
-	writeObject(w, r, code, res.Record)
+	writeObject(w, r, code, rec)
+}
+
+// recordAt is the object as the Raft entry at index left it, from the
+// change history (false when the history no longer holds that entry).
+func (a *Agent) recordAt(k *api.Kind, ns, name string, index uint64) (*fsm.Record, bool) {
+	if index == 0 {
+		return nil, false
+	}
+	evs, _, err := a.fsm.History().Since(index-1, nil)
+	if err != nil {
+		return nil, false
+	}
+	var found *fsm.Record
+	for _, ev := range evs {
+		if ev.Index() > index {
+			break
+		}
+		o := ev.Record.Obj
+		if ev.Record.Kind == k && ev.Type != fsm.Deleted && o.GetNamespace() == ns && o.GetName() == name {
+			found = ev.Record
+		}
+	}
+	return found, found != nil
 }
 
 // resetStatusOnCreate drops a status given on create, as Kubernetes does for
@@ -218,7 +253,7 @@ func (a *Agent) writeUpdate(w http.ResponseWriter, r *http.Request, info request
 			writeError(w, err)
 			return
 		}
-		writeRecord(w, r, http.StatusOK, k, info.Name, res)
+		a.writeRecord(w, r, http.StatusOK, k, info.Name, res)
 		return
 	}
 }
@@ -338,7 +373,7 @@ func (a *Agent) serveDelete(w http.ResponseWriter, r *http.Request, info request
 		writeJSON(w, http.StatusOK, deletedStatus(k, res))
 		return
 	}
-	writeRecord(w, r, http.StatusOK, k, info.Name, res)
+	a.writeRecord(w, r, http.StatusOK, k, info.Name, res)
 }
 
 // serveDeleteCollection deletes every matching object, in batches of

@@ -19,15 +19,17 @@ type Results struct {
 	LoadAvgs []float64 `json:"loadavg_samples"`
 	// CPU that other work on the machine used while this ran, in cores:
 	// the mean, and the highest 10-second mean.
-	OtherCores     float64        `json:"other_cores_mean"`
-	OtherCoresPeak float64        `json:"other_cores_peak_10s"`
-	Write          []WriteResult  `json:"write,omitempty"`
-	Idle           []IdleCPU      `json:"idle_cpu,omitempty"`
-	Data           *DataResults   `json:"data,omitempty"`
-	InProcInfo     *InProcBuild   `json:"inproc_build,omitempty"`
-	InProc         []InProcResult `json:"inproc_snapshot,omitempty"`
-	Sched          *SchedResults  `json:"sched,omitempty"`
-	Pods           []PodsResult   `json:"pods,omitempty"`
+	OtherCores     float64          `json:"other_cores_mean"`
+	OtherCoresPeak float64          `json:"other_cores_peak_10s"`
+	Write          []WriteResult    `json:"write,omitempty"`
+	Idle           []IdleCPU        `json:"idle_cpu,omitempty"`
+	Data           *DataResults     `json:"data,omitempty"`
+	InProcInfo     *InProcBuild     `json:"inproc_build,omitempty"`
+	InProc         []InProcResult   `json:"inproc_snapshot,omitempty"`
+	Sched          *SchedResults    `json:"sched,omitempty"`
+	Pods           []PodsResult     `json:"pods,omitempty"`
+	Failover       *FailoverResults `json:"failover,omitempty"`
+	Proxy          []ProxyResult    `json:"proxy,omitempty"`
 }
 
 // Goals from the issue the suite was written for.
@@ -103,6 +105,12 @@ func (r *Results) Markdown(w io.Writer) {
 	}
 	if len(r.Pods) > 0 {
 		r.podsTable(p)
+	}
+	if r.Failover != nil {
+		r.failoverTable(p)
+	}
+	if len(r.Proxy) > 0 {
+		r.proxyTable(p)
 	}
 	if d := r.Data; d != nil && len(d.Loads) > 0 {
 		p("")

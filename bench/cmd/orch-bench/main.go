@@ -18,7 +18,7 @@ import (
 	"orch.dev/orch/bench/suite"
 )
 
-var allSuites = []string{"write", "list", "watch", "rss", "snapshot", "sched", "pods"}
+var allSuites = []string{"write", "list", "watch", "rss", "snapshot", "sched", "pods", "failover", "proxy"}
 
 func main() {
 	suites := flag.String("suite", strings.Join(allSuites, ","), "comma-separated suites to run: "+strings.Join(allSuites, ", "))
@@ -39,11 +39,21 @@ func main() {
 	podsBurst := flag.Int("pods-burst", 50, "pods created at once per run (pods suite)")
 	podsImage := flag.String("pods-image", "testdata/images/out/web.tar", "the web test image archive (pods suite; make images)")
 	snapshots := flag.Int("snapshots", 3, "API snapshot saves per run (snapshot suite)")
+	foRuns := flag.Int("failover-runs", 1, "runs of the failover suite (its samples are pooled over runs)")
+	foKills := flag.Int("failover-kills", 20, "leader kills per run (failover suite)")
+	foTransfers := flag.Int("failover-transfers", 10, "planned leadership transfers per run (failover suite)")
+	foDeaths := flag.Int("failover-deaths", 3, "worker deaths per run (failover suite)")
+	foWriters := flag.Int("failover-writers", 4, "concurrent writers during leader changes (failover suite)")
+	foReplicas := flag.Int("failover-replicas", 10, "pods on the worker that dies (failover suite)")
+	foArgs := flag.String("failover-server-args", "", "extra orchd flags of the failover suite's servers, space-separated (e.g. other Raft timings; the published figures use none)")
+	proxyRuns := flag.Int("proxy-runs", 1, "runs of the proxy suite (each builds a fresh site and grows it through every scale)")
+	proxyScales := flag.String("proxy-scales", "100,1000,10000", "Service counts of the proxy suite, ascending (one endpoint each)")
+	proxySamples := flag.Int("proxy-samples", 100, "endpoint propagations measured per scale and run (proxy suite)")
 	jsonOut := flag.String("json", "", "write raw results to this file")
 	mdOut := flag.String("md", "", "also write the markdown summary to this file")
 	profile := flag.String("profile", "", "save profiles of orch servers (first run: leader CPU at the most write clients and during a snapshot save; heap at the largest state) into this directory")
 	verbose := flag.Bool("v", false, "print the cluster harness's messages")
-	small := flag.Bool("small", false, "check the suite itself: 1,000 and 5,000 objects instead of 10,000 and 100,000 (figures are not comparable)")
+	small := flag.Bool("small", false, "check the suite itself: 1,000 and 5,000 objects instead of 10,000 and 100,000, and 3 kills, 3 transfers, 1 worker death (figures are not comparable)")
 	flag.Parse()
 
 	selected := map[string]bool{}
@@ -78,6 +88,21 @@ func main() {
 	}
 	if *small {
 		suite.ListObjects, suite.BulkObjects = 1_000, 5_000
+		*foKills, *foTransfers, *foDeaths = min(*foKills, 3), min(*foTransfers, 3), min(*foDeaths, 1)
+	}
+	var pScales []int
+	for _, f := range strings.Split(*proxyScales, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || (len(pScales) > 0 && n <= pScales[len(pScales)-1]) {
+			fmt.Fprintf(os.Stderr, "orch-bench: -proxy-scales: %q is not an ascending list of positive numbers\n", *proxyScales)
+			os.Exit(2)
+		}
+		if !*small || n <= 1000 {
+			pScales = append(pScales, n)
+		}
+	}
+	if *small {
+		*proxySamples = min(*proxySamples, 20)
 	}
 	if *runs < 1 {
 		fmt.Fprintln(os.Stderr, "orch-bench: -runs must be at least 1")
@@ -153,6 +178,16 @@ func main() {
 	}
 	if selected["pods"] {
 		res.Pods = suite.Pods(env, suite.PodsConfig{Runs: *runs, Single: *podsSingle, Burst: *podsBurst, Archive: *podsImage}, progress)
+		save()
+	}
+	if selected["failover"] {
+		r := suite.Failover(env, suite.FailoverConfig{Runs: *foRuns, Kills: *foKills, Transfers: *foTransfers, Deaths: *foDeaths,
+			Writers: *foWriters, Replicas: *foReplicas, ServerArgs: strings.Fields(*foArgs)}, progress)
+		res.Failover = &r
+		save()
+	}
+	if selected["proxy"] {
+		res.Proxy = suite.Proxy(env, suite.ProxyConfig{Runs: *proxyRuns, Scales: pScales, Samples: *proxySamples, SimNodes: 8}, progress)
 	}
 	save()
 	var md bytes.Buffer

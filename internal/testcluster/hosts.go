@@ -107,12 +107,13 @@ func NewNet(t T, base string) *Net {
 	return n
 }
 
-// AddServerAddrs puts the addresses of count servers (.11 up) on the
-// bridge, for Options.Prefix.
-func (n *Net) AddServerAddrs(t T, count int) {
+// AddAddrs puts more addresses of the root namespace on the bridge:
+// Prefix+last for each; the servers' (11, 12, 13 for three: see
+// Options.Prefix), a simulator's.
+func (n *Net) AddAddrs(t T, lasts ...int) {
 	t.Helper()
-	for i := range count {
-		if err := runCmd("ip", "addr", "add", fmt.Sprintf("%s%d/24", n.Prefix, 11+i), "dev", n.Bridge); err != nil {
+	for _, last := range lasts {
+		if err := runCmd("ip", "addr", "add", fmt.Sprintf("%s%d/24", n.Prefix, last), "dev", n.Bridge); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -154,6 +155,7 @@ func (n *Net) Close() {
 		n.lock.Close()
 		n.lock = nil
 	}
+	os.Remove(netRunDir) // unless another run uses it
 }
 
 // CleanStaleNets removes the Nets of processes that no longer run.

@@ -110,7 +110,7 @@ type Options struct {
 	// a small filesystem on its data dir, say).
 	Prepare func(s *Server) error
 	// Prefix puts the servers on Prefix+"11", +"12"... (addresses the
-	// caller has put on an interface: Net.AddServerAddrs) instead of a
+	// caller has put on an interface: Net.AddAddrs) instead of a
 	// free loopback /24. Off loopback the servers need a Token.
 	Prefix string
 }

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -23,7 +22,7 @@ func Watch(ctx context.Context, c *client.Client, p *Proxier, log *slog.Logger) 
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		follow(ctx, c, api.Service, log, func(objs []api.Object) {
+		client.Follow(ctx, c, api.Service, log, func(objs []api.Object) {
 			list := make([]*corev1.Service, 0, len(objs))
 			for _, o := range objs {
 				if s, ok := o.(*corev1.Service); ok {
@@ -42,7 +41,7 @@ func Watch(ctx context.Context, c *client.Client, p *Proxier, log *slog.Logger) 
 			}
 		})
 	}()
-	follow(ctx, c, api.Endpoints, log, func(objs []api.Object) {
+	client.Follow(ctx, c, api.Endpoints, log, func(objs []api.Object) {
 		list := make([]*corev1.Endpoints, 0, len(objs))
 		for _, o := range objs {
 			if e, ok := o.(*corev1.Endpoints); ok {
@@ -61,34 +60,4 @@ func Watch(ctx context.Context, c *client.Client, p *Proxier, log *slog.Logger) 
 		}
 	})
 	<-done
-}
-
-func follow(ctx context.Context, c *client.Client, k *api.Kind, log *slog.Logger, replace func([]api.Object), apply func(client.Event)) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		list, err := c.ListAll(ctx, k, "", client.ListOptions{Stale: true})
-		if err == nil {
-			replace(list.Items)
-			var w *client.Watcher
-			w, err = c.Watch(ctx, k, "", client.ListOptions{Stale: true, ResourceVersion: list.ResourceVersion})
-			if err == nil {
-				backoff = 100 * time.Millisecond
-				for ev := range w.Events() {
-					apply(ev)
-				}
-				err = w.Err()
-				w.Stop()
-			}
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		log.Warn("proxy: watch ended, listing again", "kind", k.Kind, "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
 }

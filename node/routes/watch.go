@@ -3,7 +3,6 @@ package routes
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -12,50 +11,25 @@ import (
 )
 
 // Watch feeds m from the API until ctx ends: a list of the Nodes (a stale
-// read from any server), then a watch from that list's version; when the
-// watch ends it lists and watches again.
+// read from any server), then a watch from that list's version, again
+// after every end of the watch.
 func Watch(ctx context.Context, c *client.Client, m *Manager, log *slog.Logger) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		list, err := c.ListAll(ctx, api.Node, "", client.ListOptions{Stale: true})
-		if err == nil {
-			nodes := make([]*corev1.Node, 0, len(list.Items))
-			for _, o := range list.Items {
-				if n, ok := o.(*corev1.Node); ok {
-					nodes = append(nodes, n)
-				}
-			}
-			m.Replace(nodes)
-			var w *client.Watcher
-			w, err = c.Watch(ctx, api.Node, "", client.ListOptions{Stale: true, ResourceVersion: list.ResourceVersion})
-			if err == nil {
-				backoff = 100 * time.Millisecond
-				for ev := range w.Events() {
-					n, ok := ev.Object.(*corev1.Node)
-					switch {
-					case !ok:
-					case ev.Type == client.Deleted:
-						m.OnNodeDelete(n.Name)
-					default:
-						m.OnNode(n)
-					}
-				}
-				err = w.Err()
-				w.Stop()
+	client.Follow(ctx, c, api.Node, log, func(objs []api.Object) {
+		nodes := make([]*corev1.Node, 0, len(objs))
+		for _, o := range objs {
+			if n, ok := o.(*corev1.Node); ok {
+				nodes = append(nodes, n)
 			}
 		}
-		if ctx.Err() != nil {
-			return
+		m.Replace(nodes)
+	}, func(ev client.Event) {
+		n, ok := ev.Object.(*corev1.Node)
+		switch {
+		case !ok:
+		case ev.Type == client.Deleted:
+			m.OnNodeDelete(n.Name)
+		default:
+			m.OnNode(n)
 		}
-		log.Warn("watching nodes for pod routes; retrying", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
+	})
 }

@@ -119,12 +119,17 @@ func (n *Net) AddAddrs(t T, lasts ...int) {
 	}
 }
 
+// NSName is the name of host's network namespace (orchmh<PID>-<host>),
+// known before AddHost makes it. Workers use it for their containerd
+// namespace too, so that Close finds what a killed run's containers left.
+func (n *Net) NSName(host string) string { return fmt.Sprintf("%s%d-%s", netNSStem, os.Getpid(), host) }
+
 // AddHost makes host name's namespace, with address .<last> on the bridge
 // and a default route through the gateway.
 func (n *Net) AddHost(t T, name string, last int) *Host {
 	t.Helper()
 	i := len(n.hosts) + 1
-	h := &Host{Name: name, IP: fmt.Sprintf("%s%d", n.Prefix, last), NS: fmt.Sprintf("%s%d-%s", netNSStem, os.Getpid(), name)}
+	h := &Host{Name: name, IP: fmt.Sprintf("%s%d", n.Prefix, last), NS: n.NSName(name)}
 	n.hosts = append(n.hosts, h.NS)
 	veth := fmt.Sprintf("%sh%d", n.Bridge, i)
 	for _, args := range [][]string{
@@ -203,6 +208,15 @@ func cleanNet(pid int) {
 		}
 	}
 	exec.Command("ip", "link", "del", fmt.Sprintf("%s%d", netLinkTag, pid)).Run()
+	// The parent cgroups and runc state dirs of containerd namespaces
+	// named after the hosts (NSName), once empty.
+	stem := fmt.Sprintf("%s%d-", netNSStem, pid)
+	for _, pat := range []string{"/sys/fs/cgroup/*/" + stem + "*", "/sys/fs/cgroup/" + stem + "*", "/run/containerd/runc/" + stem + "*"} {
+		dirs, _ := filepath.Glob(pat)
+		for _, d := range dirs {
+			syscall.Rmdir(d)
+		}
+	}
 }
 
 // unmountUnder lazily unmounts everything mounted below dir, deepest first.

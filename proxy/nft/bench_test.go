@@ -44,12 +44,18 @@ func newProxier(b testing.TB, ns *testnet.NS, svcs []*corev1.Service, eps []*cor
 
 // BenchmarkSyncFull: a proxy starting on an empty kernel programs 1,000
 // services x 10 endpoints (Init, Read, Compute, Diff, Apply).
-func BenchmarkSyncFull(b *testing.B) {
+func BenchmarkSyncFull(b *testing.B) { benchSyncFull(b, 1000, 10) }
+
+// BenchmarkSyncFull10k: the same for 10,000 services x 3 endpoints, the
+// issue's full-sync figure (about 40,000 chains and map elements).
+func BenchmarkSyncFull10k(b *testing.B) { benchSyncFull(b, 10000, 3) }
+
+func benchSyncFull(b *testing.B, services, endpoints int) {
 	if why := testnet.Available(); why != "" {
 		b.Skip(why)
 	}
-	ns := testnet.New(b, "bench-full", 0)
-	svcs, eps := cluster(1000, 10)
+	ns := testnet.New(b, fmt.Sprintf("bench-full-%d", services), 0)
+	svcs, eps := cluster(services, endpoints)
 	ctx := context.Background()
 	for b.Loop() {
 		b.StopTimer()
@@ -61,6 +67,11 @@ func BenchmarkSyncFull(b *testing.B) {
 		if err := p.Sync(ctx, false); err != nil {
 			b.Fatal(err)
 		}
+		b.StopTimer()
+		if st := p.Stats(); st.Changes != services {
+			b.Fatalf("%d virtual servers programmed, want %d", st.Changes, services)
+		}
+		b.StartTimer()
 	}
 }
 

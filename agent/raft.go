@@ -22,7 +22,7 @@ type raftNode struct {
 	raft      *raft.Raft
 	store     *raftboltdb.BoltStore
 	snapshots raft.SnapshotStore
-	transport *raft.NetworkTransport
+	transport *watchdogTransport
 	// hadState is true when the data dir held Raft state at start.
 	hadState bool
 }
@@ -74,17 +74,17 @@ func (a *Agent) setupRaft(notify chan bool) (*raftNode, error) {
 		store.Close()
 		return nil, err
 	}
-	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  stream,
-		MaxPool: 4,
-		// No pipelined replication: hashicorp/raft's pipeline can deadlock
-		// a leader that loses leadership mid-stream (raft issue #612, seen
-		// here as shutdowns hanging after leadership transfers); its own
-		// docs measure little gain from pipelining with batched entries.
-		MaxRPCsInFlight: 1,
-		Timeout:         10 * time.Second,
-		Logger:          hlog,
-	})
+	// Pipelined replication (raft's default of 2 RPCs in flight), with
+	// pipelines that cannot wedge a shutdown: see watchdogTransport.
+	transport := &watchdogTransport{
+		NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  stream,
+			MaxPool: 4,
+			Timeout: 10 * time.Second,
+			Logger:  hlog,
+		}),
+		limit: pipelineStallLimit,
+	}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.Name)

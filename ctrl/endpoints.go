@@ -25,17 +25,22 @@ import (
 // Endpoints are the user's). Keys are namespace/name of the Service.
 type endpointsController struct {
 	c Cluster
+	// selectors finds the Services selecting a pod (list and keysFor only).
+	selectors *serviceSelectors
 }
 
 func newEndpointsController(c Cluster) *controller {
-	e := &endpointsController{c: c}
+	e := &endpointsController{c: c, selectors: newServiceSelectors()}
 	return &controller{name: "endpoints", kinds: []*api.Kind{api.Service, api.Pod, api.Endpoints}, queue: newQueue(),
 		list: e.list, keysFor: e.keysFor, reconcile: e.reconcile}
 }
 
 func (e *endpointsController) list(v *fsm.View, add func(string)) {
+	e.selectors = newServiceSelectors()
 	v.List(api.Service, "", func(r *fsm.Record) bool {
-		add(nsKey(r.Obj.GetNamespace(), r.Obj.GetName()))
+		key := nsKey(r.Obj.GetNamespace(), r.Obj.GetName())
+		e.selectors.set(key, r.Obj.(*corev1.Service))
+		add(key)
 		return true
 	})
 	// Endpoints whose service is gone.
@@ -50,28 +55,22 @@ func (e *endpointsController) list(v *fsm.View, add func(string)) {
 func (e *endpointsController) keysFor(ev fsm.Event, v *fsm.View, add func(string)) {
 	obj := ev.Record.Obj
 	switch ev.Record.Kind {
-	case api.Service, api.Endpoints:
+	case api.Service:
+		key := nsKey(obj.GetNamespace(), obj.GetName())
+		if ev.Type == fsm.Deleted {
+			e.selectors.remove(key)
+		} else {
+			e.selectors.set(key, obj.(*corev1.Service))
+		}
+		add(key)
+	case api.Endpoints:
 		add(nsKey(obj.GetNamespace(), obj.GetName()))
 	case api.Pod:
 		// The services selecting the pod before or after the change.
-		sets := []labels.Set{obj.GetLabels()}
+		e.selectors.selecting(obj.GetNamespace(), obj.GetLabels(), add)
 		if ev.Prev != nil {
-			sets = append(sets, ev.Prev.Obj.GetLabels())
+			e.selectors.selecting(obj.GetNamespace(), ev.Prev.Obj.GetLabels(), add)
 		}
-		v.List(api.Service, obj.GetNamespace(), func(r *fsm.Record) bool {
-			sel := r.Obj.(*corev1.Service).Spec.Selector
-			if len(sel) == 0 {
-				return true
-			}
-			s := labels.SelectorFromSet(sel)
-			for _, ls := range sets {
-				if s.Matches(ls) {
-					add(nsKey(r.Obj.GetNamespace(), r.Obj.GetName()))
-					break
-				}
-			}
-			return true
-		})
 	}
 }
 

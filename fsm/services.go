@@ -28,7 +28,10 @@ type FieldError struct {
 // deterministically (every server computes the same choice from the same
 // state). old is the stored version on update, nil on create.
 func (a *applier) allocateService(svc, old *corev1.Service) *Result {
-	usedIPs, usedPorts := a.serviceAllocations(svc)
+	ipUsed, portUsed := a.serviceAllocations(svc)
+	// Ports given to this service's earlier ports in this same call.
+	taken := map[int32]bool{}
+	usedPort := func(p int32) bool { return taken[p] || portUsed(p) }
 	ns, name := svc.Namespace, svc.Name
 	sp := &svc.Spec
 	if old != nil && sp.ClusterIP == "" {
@@ -37,7 +40,7 @@ func (a *applier) allocateService(svc, old *corev1.Service) *Result {
 	switch ip := sp.ClusterIP; {
 	case ip == corev1.ClusterIPNone:
 	case ip == "":
-		free, ok := freeServiceIP(usedIPs, ns+"/"+name)
+		free, ok := freeServiceIP(ipUsed, ns+"/"+name)
 		if !ok {
 			return fieldErr(api.Service, ns, name, "spec.clusterIP", "", "no free address left in the service range %s", ClusterServiceCIDR)
 		}
@@ -49,7 +52,7 @@ func (a *applier) allocateService(svc, old *corev1.Service) *Result {
 			return fieldErr(api.Service, ns, name, "spec.clusterIP", ip, "must be a valid IP address")
 		case !ClusterServiceCIDR.Contains(addr) || addr == ClusterServiceCIDR.Addr():
 			return fieldErr(api.Service, ns, name, "spec.clusterIP", ip, "provided IP is not in the valid range. The range of valid IPs is %s", ClusterServiceCIDR)
-		case usedIPs[addr]:
+		case ipUsed(addr):
 			return fieldErr(api.Service, ns, name, "spec.clusterIP", ip, "provided IP is already allocated")
 		}
 	}
@@ -69,41 +72,86 @@ func (a *applier) allocateService(svc, old *corev1.Service) *Result {
 			p.NodePort = previousNodePort(old, p)
 		}
 		if p.NodePort != 0 {
-			if usedPorts[p.NodePort] {
+			if usedPort(p.NodePort) {
 				return fieldErr(api.Service, ns, name, path, strconv.Itoa(int(p.NodePort)), "provided port is already allocated")
 			}
-			usedPorts[p.NodePort] = true
+			taken[p.NodePort] = true
 			continue
 		}
-		port, ok := freeNodePort(usedPorts, ns+"/"+name+"/"+strconv.Itoa(i))
+		port, ok := freeNodePort(usedPort, ns+"/"+name+"/"+strconv.Itoa(i))
 		if !ok {
 			return fieldErr(api.Service, ns, name, path, "", "no free node port left in %d-%d", api.NodePortMin, api.NodePortMax)
 		}
 		p.NodePort = port
-		usedPorts[port] = true
+		taken[port] = true
 	}
 	return nil
 }
 
-// serviceAllocations lists the cluster IPs and node ports held by every
-// Service other than svc.
-func (a *applier) serviceAllocations(svc *corev1.Service) (map[netip.Addr]bool, map[int32]bool) {
-	ips, ports := map[netip.Addr]bool{}, map[int32]bool{}
-	for _, rec := range a.collect(api.Service.Resource, indexID) {
-		s := rec.Obj.(*corev1.Service)
-		if s.Namespace == svc.Namespace && s.Name == svc.Name {
-			continue
+// serviceAllocations answers, through the Service table's cluster-IP and
+// node-port indexes, whether an address or a node port is held by a Service
+// other than svc: a lookup per question instead of a scan of every Service
+// per create. (The indexes are part of the memdb schema, so a snapshot
+// restore rebuilds them with the records.)
+func (a *applier) serviceAllocations(svc *corev1.Service) (ipUsed func(netip.Addr) bool, portUsed func(int32) bool) {
+	self := ObjectKey(api.Service, svc.Namespace, svc.Name)
+	held := func(index, value string) bool {
+		it, err := a.txn.Get(api.Service.Resource, index, value)
+		if err != nil {
+			panic(err) // the indexes are in the static schema
 		}
-		if addr, err := netip.ParseAddr(s.Spec.ClusterIP); err == nil {
-			ips[addr] = true
-		}
-		for _, p := range s.Spec.Ports {
-			if p.NodePort != 0 {
-				ports[p.NodePort] = true
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			if raw.(*Record).Key != self {
+				return true
 			}
 		}
+		return false
 	}
-	return ips, ports
+	ipUsed = func(addr netip.Addr) bool { return held(indexClusterIP, addr.String()) }
+	portUsed = func(port int32) bool { return held(indexNodePort, strconv.Itoa(int(port))) }
+	return ipUsed, portUsed
+}
+
+// serviceClusterIPIndexer indexes Services by their cluster IP (canonical
+// form); headless Services and those without one are not in the index.
+type serviceClusterIPIndexer struct{}
+
+func (serviceClusterIPIndexer) FromObject(raw any) (bool, []byte, error) {
+	s := raw.(*Record).Obj.(*corev1.Service)
+	addr, err := netip.ParseAddr(s.Spec.ClusterIP)
+	if err != nil {
+		return false, nil, nil
+	}
+	return true, []byte(addr.String() + "\x00"), nil
+}
+
+func (serviceClusterIPIndexer) FromArgs(args ...any) ([]byte, error) { return stringArg(args) }
+
+// serviceNodePortIndexer indexes Services by each node port they hold.
+type serviceNodePortIndexer struct{}
+
+func (serviceNodePortIndexer) FromObject(raw any) (bool, [][]byte, error) {
+	s := raw.(*Record).Obj.(*corev1.Service)
+	var out [][]byte
+	for _, p := range s.Spec.Ports {
+		if p.NodePort != 0 {
+			out = append(out, []byte(strconv.Itoa(int(p.NodePort))+"\x00"))
+		}
+	}
+	return len(out) > 0, out, nil
+}
+
+func (serviceNodePortIndexer) FromArgs(args ...any) ([]byte, error) { return stringArg(args) }
+
+func stringArg(args []any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("index takes one argument")
+	}
+	s, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("index argument must be a string")
+	}
+	return []byte(s + "\x00"), nil
 }
 
 // previousNodePort is the node port the stored version gave the same port.
@@ -125,7 +173,7 @@ func hashOf(s string) uint64 {
 // freeServiceIP probes the service range from a point derived from key;
 // the network address and the first host (the API's own service, as in
 // Kubernetes) are skipped unless key is that service.
-func freeServiceIP(used map[netip.Addr]bool, key string) (netip.Addr, bool) {
+func freeServiceIP(used func(netip.Addr) bool, key string) (netip.Addr, bool) {
 	base := ClusterServiceCIDR.Addr().As4()
 	size := uint32(1) << (32 - ClusterServiceCIDR.Bits())
 	start := uint32(hashOf(key) % uint64(size))
@@ -135,19 +183,19 @@ func freeServiceIP(used map[netip.Addr]bool, key string) (netip.Addr, bool) {
 			continue
 		}
 		addr := netip.AddrFrom4([4]byte{base[0], base[1], byte(off >> 8), byte(off)})
-		if !used[addr] {
+		if !used(addr) {
 			return addr, true
 		}
 	}
 	return netip.Addr{}, false
 }
 
-func freeNodePort(used map[int32]bool, key string) (int32, bool) {
+func freeNodePort(used func(int32) bool, key string) (int32, bool) {
 	size := uint64(api.NodePortMax - api.NodePortMin + 1)
 	start := hashOf(key) % size
 	for i := range size {
 		port := int32(api.NodePortMin + (start+i)%size)
-		if !used[port] {
+		if !used(port) {
 			return port, true
 		}
 	}

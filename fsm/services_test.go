@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"net/netip"
 	"strconv"
 	"testing"
@@ -126,4 +128,55 @@ func TestServicesGetNodePorts(t *testing.T) {
 	}
 	clash.Spec.Ports[1].NodePort = p1
 	f.mustApply(createCmd(t, clash))
+}
+
+// The allocation indexes: a restored FSM still refuses an address or node
+// port held by a restored Service and frees them when it goes; a Service
+// cannot ask for one node port twice; an updated Service keeps its own.
+func TestServiceAllocationIndexes(t *testing.T) {
+	src := newTestFSM(t)
+	src.mustApply(createCmd(t, namespace("default")))
+	held := service("default", "held", corev1.ServiceTypeNodePort, 80)
+	held.Spec.ClusterIP, held.Spec.Ports[0].NodePort = "10.96.7.7", 31000
+	src.mustApply(createCmd(t, held))
+	for i := range 50 {
+		src.mustApply(createCmd(t, service("default", "s"+strconv.Itoa(i), corev1.ServiceTypeNodePort, 80)))
+	}
+	dst := newTestFSM(t)
+	if err := dst.Restore(io.NopCloser(bytes.NewReader(snapshotBytes(t, src.View())))); err != nil {
+		t.Fatal(err)
+	}
+	dst.index = src.index
+	ip := service("default", "ip", corev1.ServiceTypeClusterIP, 80)
+	ip.Spec.ClusterIP = "10.96.7.7"
+	wantFieldErr(t, dst.apply(createCmd(t, ip)), "spec.clusterIP")
+	port := service("default", "port", corev1.ServiceTypeNodePort, 80)
+	port.Spec.Ports[0].NodePort = 31000
+	wantFieldErr(t, dst.apply(createCmd(t, port)), "spec.ports[0].nodePort")
+	twice := service("default", "twice", corev1.ServiceTypeNodePort, 80, 81)
+	twice.Spec.Ports[0].NodePort, twice.Spec.Ports[1].NodePort = 31001, 31001
+	wantFieldErr(t, dst.apply(createCmd(t, twice)), "spec.ports[1].nodePort")
+
+	same := dst.service("default", "held").DeepCopy()
+	same.Spec.Ports = append(same.Spec.Ports, corev1.ServicePort{Name: "p81", Port: 81, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(8081)})
+	dst.mustApply(updateCmd(t, same))
+	if got := dst.service("default", "held"); got.Spec.ClusterIP != "10.96.7.7" || got.Spec.Ports[0].NodePort != 31000 || got.Spec.Ports[1].NodePort == 0 {
+		t.Fatalf("update lost its own allocations: %s %v", got.Spec.ClusterIP, got.Spec.Ports)
+	}
+	dst.mustApply(&Delete{Kind: "Service", Namespace: "default", Name: "held"})
+	dst.mustApply(createCmd(t, ip))
+	dst.mustApply(createCmd(t, port))
+	// Every server allocates the same: src, given the same deletes and
+	// creates, agrees with the restored dst.
+	src.mustApply(&Delete{Kind: "Service", Namespace: "default", Name: "held"})
+	ip.ResourceVersion, port.ResourceVersion = "", ""
+	src.mustApply(createCmd(t, ip))
+	src.mustApply(createCmd(t, port))
+	for _, f := range []*testFSM{src, dst} {
+		f.mustApply(createCmd(t, service("default", "late", corev1.ServiceTypeNodePort, 80)))
+	}
+	a, b := src.service("default", "late"), dst.service("default", "late")
+	if a.Spec.ClusterIP != b.Spec.ClusterIP || a.Spec.Ports[0].NodePort != b.Spec.Ports[0].NodePort {
+		t.Fatalf("servers disagree: %s:%d vs %s:%d", a.Spec.ClusterIP, a.Spec.Ports[0].NodePort, b.Spec.ClusterIP, b.Spec.Ports[0].NodePort)
+	}
 }

@@ -64,7 +64,10 @@ const (
 	indexID    = "id"
 	indexOwner = "owner"
 	indexNode  = "node"
-	tableMeta  = "meta"
+	// Services by cluster IP and by node port (fsm/services.go).
+	indexClusterIP = "clusterip"
+	indexNodePort  = "nodeport"
+	tableMeta      = "meta"
 )
 
 type metaRow struct {
@@ -105,6 +108,10 @@ func schema() *memdb.DBSchema {
 		}}
 		if k == api.Pod {
 			t.Indexes[indexNode] = &memdb.IndexSchema{Name: indexNode, Indexer: podNodeIndexer{}}
+		}
+		if k == api.Service {
+			t.Indexes[indexClusterIP] = &memdb.IndexSchema{Name: indexClusterIP, AllowMissing: true, Indexer: serviceClusterIPIndexer{}}
+			t.Indexes[indexNodePort] = &memdb.IndexSchema{Name: indexNodePort, AllowMissing: true, Indexer: serviceNodePortIndexer{}}
 		}
 		s.Tables[k.Resource] = t
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,24 +35,13 @@ func Compute(services []*corev1.Service, endpoints []*corev1.Endpoints) (RuleSet
 	for _, e := range endpoints {
 		eps[e.Namespace+"/"+e.Name] = e
 	}
-	svcs := slices.Clone(services)
-	slices.SortFunc(svcs, func(a, b *corev1.Service) int {
-		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
-	})
-	rs := RuleSet{}
-	var problems []error
-	for _, s := range svcs {
-		vss, errs := computeService(s, eps[s.Namespace+"/"+s.Name])
-		problems = append(problems, errs...)
-		for _, vs := range vss {
-			if prev, ok := rs[vs.Key]; ok {
-				problems = append(problems, fmt.Errorf("%s: %s: %w (%s)", vs.Name, vs.Key, ErrConflict, prev.Name))
-				continue
-			}
-			rs[vs.Key] = vs
-		}
+	m := newModel()
+	touched := map[Key]bool{}
+	for _, s := range services {
+		name := s.Namespace + "/" + s.Name
+		m.update(name, s, eps[name], touched)
 	}
-	return rs, problems
+	return m.desired, m.problems()
 }
 
 func computeService(s *corev1.Service, ep *corev1.Endpoints) ([]*VirtualServer, []error) {

@@ -87,52 +87,73 @@ func EndpointDiff(old, new *VirtualServer) (added, removed, reweighted []Endpoin
 	return added, removed, reweighted
 }
 
-// drainKey names one endpoint of one virtual server.
-type drainKey struct {
-	vs Key
-	ep netip.AddrPort
+// drains remembers since when each endpoint that left a virtual server
+// has been draining (kept at weight 0 so existing connections finish and no
+// new one goes to it), so that it goes once timeout has passed.
+type drains struct {
+	timeout time.Duration // <= 0: no draining
+	since   map[Key]map[netip.AddrPort]time.Time
 }
 
-// withDraining keeps, at weight 0, the endpoints that applied has and desired
-// no longer has (removed or not ready), until timeout has passed since each
-// was first seen missing (since records that; the returned map replaces it).
-// A virtual server removed entirely goes at once, as in kube-proxy. next is
-// the earliest moment a drained endpoint is due to go (zero if none).
-func withDraining(applied, desired RuleSet, since map[drainKey]time.Time, now time.Time, timeout time.Duration) (RuleSet, map[drainKey]time.Time, time.Time) {
-	out := make(RuleSet, len(desired))
-	nextSince := map[drainKey]time.Time{}
-	var next time.Time
-	for k, d := range desired {
-		out[k] = d
-		a, ok := applied[k]
-		if !ok || timeout <= 0 {
+func newDrains(timeout time.Duration) *drains {
+	return &drains{timeout: timeout, since: map[Key]map[netip.AddrPort]time.Time{}}
+}
+
+// apply returns the virtual server to program for key k: desired (nil: the
+// virtual server goes, at once, as in kube-proxy) plus, at weight 0, the
+// endpoints applied has and desired no longer has (removed or not ready)
+// whose drain is not yet due. desired is not modified.
+func (dr *drains) apply(k Key, applied, desired *VirtualServer, now time.Time) *VirtualServer {
+	was := dr.since[k]
+	delete(dr.since, k)
+	if applied == nil || desired == nil || dr.timeout <= 0 {
+		return desired
+	}
+	var keep []Endpoint
+	for _, e := range applied.Endpoints {
+		if _, still := desired.Endpoint(e.Addr); still {
 			continue
 		}
-		var keep []Endpoint
-		for _, e := range a.Endpoints {
-			if _, still := d.Endpoint(e.Addr); still {
-				continue
-			}
-			dk := drainKey{k, e.Addr}
-			start, ok := since[dk]
-			if !ok {
-				start = now
-			}
-			due := start.Add(timeout)
-			if !now.Before(due) {
-				continue
-			}
-			nextSince[dk] = start
-			if next.IsZero() || due.Before(next) {
+		start, ok := was[e.Addr]
+		if !ok {
+			start = now
+		}
+		if !now.Before(start.Add(dr.timeout)) {
+			continue
+		}
+		if dr.since[k] == nil {
+			dr.since[k] = map[netip.AddrPort]time.Time{}
+		}
+		dr.since[k][e.Addr] = start
+		keep = append(keep, Endpoint{Addr: e.Addr, Weight: 0})
+	}
+	if len(keep) == 0 {
+		return desired
+	}
+	c := desired.Clone()
+	c.Endpoints = SortEndpoints(append(c.Endpoints, keep...))
+	return c
+}
+
+// keys are the virtual servers with draining endpoints.
+func (dr *drains) keys() []Key {
+	ks := make([]Key, 0, len(dr.since))
+	for k := range dr.since {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+// next is the earliest moment a draining endpoint is due to go (zero if
+// none).
+func (dr *drains) next() time.Time {
+	var next time.Time
+	for _, m := range dr.since {
+		for _, start := range m {
+			if due := start.Add(dr.timeout); next.IsZero() || due.Before(next) {
 				next = due
 			}
-			keep = append(keep, Endpoint{Addr: e.Addr, Weight: 0})
-		}
-		if len(keep) > 0 {
-			c := d.Clone()
-			c.Endpoints = SortEndpoints(append(c.Endpoints, keep...))
-			out[k] = c
 		}
 	}
-	return out, nextSince, next
+	return next
 }

@@ -64,7 +64,24 @@ func TestEndpointDiff(t *testing.T) {
 	}
 }
 
-func TestWithDraining(t *testing.T) {
+// drainAll runs drains.apply over every key of applied and desired, as a
+// sync that looks at everything does.
+func drainAll(dr *drains, applied, desired RuleSet, now time.Time) RuleSet {
+	out := RuleSet{}
+	for _, rs := range []RuleSet{applied, desired} {
+		for k := range rs {
+			if _, done := out[k]; done {
+				continue
+			}
+			if v := dr.apply(k, applied[k], desired[k], now); v != nil {
+				out[k] = v
+			}
+		}
+	}
+	return out
+}
+
+func TestDrains(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	timeout := 10 * time.Second
 	ep := func(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
@@ -73,43 +90,47 @@ func TestWithDraining(t *testing.T) {
 	// An endpoint disappears: kept at weight 0, due at t0+10s.
 	applied := ruleSet(t, "10.96.0.1:80 10.0.0.1:80 10.0.0.2:80", "10.96.0.2:80 10.0.0.9:80")
 	desired := ruleSet(t, "10.96.0.1:80 10.0.0.1:80")
-	got, since, next := withDraining(applied, desired, nil, t0, timeout)
+	dr := newDrains(timeout)
+	got := drainAll(dr, applied, desired, t0)
 	if want := ruleSet(t, "10.96.0.1:80 10.0.0.1:80 ~10.0.0.2:80"); !got.Equal(want) {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
-	if !next.Equal(t0.Add(timeout)) || !since[drainKey{k1, ep("10.0.0.2:80")}].Equal(t0) {
-		t.Fatalf("next %v since %v", next, since)
+	if !dr.next().Equal(t0.Add(timeout)) || !dr.since[k1][ep("10.0.0.2:80")].Equal(t0) || len(dr.keys()) != 1 {
+		t.Fatalf("next %v since %v", dr.next(), dr.since)
 	}
 	if desired[k1].Ready() != 1 || len(desired[k1].Endpoints) != 1 {
-		t.Fatalf("withDraining modified its input: %s", desired[k1])
+		t.Fatalf("apply modified its input: %s", desired[k1])
 	}
 
 	// Still draining later, with the original start time.
-	got, since, next = withDraining(got, desired, since, t0.Add(5*time.Second), timeout)
-	if len(got[k1].Endpoints) != 2 || !next.Equal(t0.Add(timeout)) {
-		t.Fatalf("at +5s: %s next %v", got[k1], next)
+	got = drainAll(dr, got, desired, t0.Add(5*time.Second))
+	if len(got[k1].Endpoints) != 2 || !dr.next().Equal(t0.Add(timeout)) {
+		t.Fatalf("at +5s: %s next %v", got[k1], dr.next())
 	}
 	// Due: gone.
-	got, since, next = withDraining(got, desired, since, t0.Add(10*time.Second), timeout)
-	if len(got[k1].Endpoints) != 1 || !next.IsZero() || len(since) != 0 {
-		t.Fatalf("at +10s: %s next %v since %v", got[k1], next, since)
+	got = drainAll(dr, got, desired, t0.Add(10*time.Second))
+	if len(got[k1].Endpoints) != 1 || !dr.next().IsZero() || len(dr.keys()) != 0 {
+		t.Fatalf("at +10s: %s next %v since %v", got[k1], dr.next(), dr.since)
 	}
 
 	// Back before it was due: ready again, no longer draining.
-	got, since, _ = withDraining(applied, desired, nil, t0, timeout)
+	dr = newDrains(timeout)
+	got = drainAll(dr, applied, desired, t0)
 	back := ruleSet(t, "10.96.0.1:80 10.0.0.1:80 10.0.0.2:80")
-	got, since, next = withDraining(got, back, since, t0.Add(time.Second), timeout)
-	if !got.Equal(back) || len(since) != 0 || !next.IsZero() {
-		t.Fatalf("re-added: %s since %v", got, since)
+	got = drainAll(dr, got, back, t0.Add(time.Second))
+	if !got.Equal(back) || len(dr.keys()) != 0 || !dr.next().IsZero() {
+		t.Fatalf("re-added: %s since %v", got, dr.since)
 	}
 
 	// A draining endpoint found in the kernel at start (weight 0) drains
-	// from now; no drain timeout deletes at once.
-	got, _, next = withDraining(ruleSet(t, "10.96.0.1:80 ~10.0.0.2:80"), ruleSet(t, "10.96.0.1:80"), nil, t0, timeout)
-	if len(got[k1].Endpoints) != 1 || !next.Equal(t0.Add(timeout)) {
+	// from now; a virtual server removed entirely goes at once; no drain
+	// timeout deletes at once.
+	dr = newDrains(timeout)
+	got = drainAll(dr, ruleSet(t, "10.96.0.1:80 ~10.0.0.2:80", "10.96.0.3:80 10.0.0.7:80"), ruleSet(t, "10.96.0.1:80"), t0)
+	if len(got) != 1 || len(got[k1].Endpoints) != 1 || !dr.next().Equal(t0.Add(timeout)) {
 		t.Fatalf("from kernel: %s", got)
 	}
-	got, _, _ = withDraining(applied, desired, nil, t0, 0)
+	got = drainAll(newDrains(0), applied, desired, t0)
 	if !got.Equal(desired) {
 		t.Fatalf("no timeout: %s", got)
 	}

@@ -8,9 +8,11 @@
 //     per NodePort/proto;
 //   - Diff: the difference between two RuleSets, the only thing a Backend is
 //     ever asked to apply (no flush-and-rebuild on each change);
-//   - Proxier: takes Service/Endpoints updates, coalesces them, drains
-//     removed endpoints (weight 0) before deleting them, and syncs through a
-//     Backend, reconciling with what the kernel holds when it starts.
+//   - Proxier: takes Service/Endpoints updates, coalesces them, recomputes
+//     only the Services that changed (model), drains removed endpoints
+//     (weight 0) before deleting them, and syncs through a Backend,
+//     reconciling with what the kernel holds when it starts and checking it
+//     cheaply for drift afterwards (Checker).
 //
 // The kernel programming lives in the backends, proxy/nft (nftables) and
 // proxy/ipvs (IPVS + nftables for masquerading); Mode picks one.

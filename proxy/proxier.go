@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,17 +23,28 @@ type Backend interface {
 	// Read returns the virtual servers the backend finds in the kernel,
 	// draining endpoints (weight 0) included.
 	Read(ctx context.Context) (RuleSet, error)
-	// Apply moves the kernel from p.From (what Read or the last Apply left)
-	// to p.To by making p.Changes.
+	// Apply makes p.Changes, each of which moves one virtual server from
+	// Old (what Read or an earlier Apply left) to New.
 	Apply(ctx context.Context, p Plan) error
 	// Cleanup removes everything the backend owns (mode switch, uninstall).
 	Cleanup(ctx context.Context) error
 }
 
-// Plan is one sync's work for a Backend.
+// Plan is one sync's work for a Backend: only what changed, in key order,
+// so a sync costs the backend work proportional to the change, not to the
+// number of Services.
 type Plan struct {
-	From, To RuleSet
-	Changes  []Change
+	Changes []Change
+}
+
+// Checker is implemented by backends that can tell cheaply whether the
+// kernel still holds what they last applied (nobody deleted or added
+// objects behind their back). Check may run concurrently with Apply; when
+// it cannot tell (an Apply ran meanwhile) it reports true and is asked again
+// next time. The Proxier then reads the kernel fully (Read) only when Check
+// reports drift, instead of every ResyncInterval.
+type Checker interface {
+	Check(ctx context.Context) (ok bool, err error)
 }
 
 // ErrNotSynced: Sync was called before both the services and the endpoints
@@ -50,16 +63,18 @@ type Config struct {
 	// DrainTimeout is how long a removed or unready endpoint stays at weight
 	// 0 before its rules are deleted (default 15s; negative: delete at once).
 	DrainTimeout time.Duration
-	// ResyncInterval is how often the kernel is read again and any drift
-	// corrected (default 30s).
+	// ResyncInterval is how often the kernel is checked for drift (default
+	// 30s): with a Checker backend, a cheap check off the sync path, and a
+	// full Read only if it finds drift; otherwise a full Read.
 	ResyncInterval time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
 
 // Proxier keeps one node's kernel rules in step with Services and Endpoints.
-// Updates (the On*/Replace* methods) only record the new objects and wake the
-// sync loop; Run turns bursts of them into one sync.
+// Updates (the On*/Replace* methods) only record the new objects, mark their
+// Service dirty and wake the sync loop; Run turns bursts of them into one
+// sync, which recomputes the dirty Services only and applies the difference.
 type Proxier struct {
 	cfg Config
 	log *slog.Logger
@@ -67,13 +82,18 @@ type Proxier struct {
 	mu        sync.Mutex
 	services  map[string]*corev1.Service
 	endpoints map[string]*corev1.Endpoints
+	dirty     map[string]bool // Services whose objects changed since the last sync
 	svcListed bool
 	epListed  bool
 	wake      chan struct{}
+	// drift is set when a Check found the kernel changed behind our back.
+	drift    atomic.Bool
+	checking atomic.Bool
 
 	syncMu    sync.Mutex // one sync at a time; guards the fields below
-	applied   RuleSet    // nil: unknown, read the kernel first
-	since     map[drainKey]time.Time
+	model     *model     // the desired state, Service by Service
+	applied   RuleSet    // what the kernel holds; nil: unknown, read it first
+	drains    *drains
 	nextDrain time.Time
 	stats     Stats
 }
@@ -84,8 +104,9 @@ type Stats struct {
 	Changes    int           // virtual servers added, updated or removed
 	Errors     int           // failed syncs
 	LastSync   time.Duration // duration of the last sync that changed something
-	Problems   []error       // what the last Compute left out
+	Problems   []error       // what the desired state leaves out, and why
 	FullReads  int           // kernel state reads
+	Checks     int           // cheap drift checks (Checker backends)
 	LastChange time.Time
 }
 
@@ -108,8 +129,8 @@ func New(cfg Config) *Proxier {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Proxier{cfg: cfg, log: log, services: map[string]*corev1.Service{},
-		endpoints: map[string]*corev1.Endpoints{}, wake: make(chan struct{}, 1),
-		since: map[drainKey]time.Time{}}
+		endpoints: map[string]*corev1.Endpoints{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1),
+		model: newModel(), drains: newDrains(cfg.DrainTimeout)}
 }
 
 func nsName(ns, name string) string { return ns + "/" + name }
@@ -125,6 +146,7 @@ func (p *Proxier) poke() {
 func (p *Proxier) OnService(s *corev1.Service) {
 	p.mu.Lock()
 	p.services[nsName(s.Namespace, s.Name)] = s
+	p.dirty[nsName(s.Namespace, s.Name)] = true
 	p.mu.Unlock()
 	p.poke()
 }
@@ -133,6 +155,7 @@ func (p *Proxier) OnService(s *corev1.Service) {
 func (p *Proxier) OnServiceDelete(namespace, name string) {
 	p.mu.Lock()
 	delete(p.services, nsName(namespace, name))
+	p.dirty[nsName(namespace, name)] = true
 	p.mu.Unlock()
 	p.poke()
 }
@@ -141,6 +164,7 @@ func (p *Proxier) OnServiceDelete(namespace, name string) {
 func (p *Proxier) OnEndpoints(e *corev1.Endpoints) {
 	p.mu.Lock()
 	p.endpoints[nsName(e.Namespace, e.Name)] = e
+	p.dirty[nsName(e.Namespace, e.Name)] = true
 	p.mu.Unlock()
 	p.poke()
 }
@@ -149,6 +173,7 @@ func (p *Proxier) OnEndpoints(e *corev1.Endpoints) {
 func (p *Proxier) OnEndpointsDelete(namespace, name string) {
 	p.mu.Lock()
 	delete(p.endpoints, nsName(namespace, name))
+	p.dirty[nsName(namespace, name)] = true
 	p.mu.Unlock()
 	p.poke()
 }
@@ -161,6 +186,7 @@ func (p *Proxier) ReplaceServices(list []*corev1.Service) {
 		m[nsName(s.Namespace, s.Name)] = s
 	}
 	p.mu.Lock()
+	markReplaced(p.dirty, p.services, m)
 	p.services, p.svcListed = m, true
 	p.mu.Unlock()
 	p.poke()
@@ -173,35 +199,73 @@ func (p *Proxier) ReplaceEndpoints(list []*corev1.Endpoints) {
 		m[nsName(e.Namespace, e.Name)] = e
 	}
 	p.mu.Lock()
+	markReplaced(p.dirty, p.endpoints, m)
 	p.endpoints, p.epListed = m, true
 	p.mu.Unlock()
 	p.poke()
 }
 
-func (p *Proxier) snapshot() ([]*corev1.Service, []*corev1.Endpoints, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	svcs := make([]*corev1.Service, 0, len(p.services))
-	for _, s := range p.services {
-		svcs = append(svcs, s)
+// markReplaced marks dirty the names whose object a relist added, removed
+// or changed (a relist that brings nothing new costs no recomputation).
+func markReplaced[T interface{ GetResourceVersion() string }](dirty map[string]bool, old, new map[string]T) {
+	for n, o := range old {
+		if c, ok := new[n]; !ok || c.GetResourceVersion() != o.GetResourceVersion() || o.GetResourceVersion() == "" {
+			dirty[n] = true
+		}
 	}
-	eps := make([]*corev1.Endpoints, 0, len(p.endpoints))
-	for _, e := range p.endpoints {
-		eps = append(eps, e)
+	for n := range new {
+		if _, ok := old[n]; !ok {
+			dirty[n] = true
+		}
 	}
-	return svcs, eps, p.svcListed && p.epListed
 }
 
-// Sync brings the kernel to the desired state now. With full, or when the
-// kernel state is unknown (first sync, after an error), it reads the kernel
-// first, so stale rules the backend owns are removed and drift is repaired.
+// dirtyService is the current state of one dirty Service's objects.
+type dirtyService struct {
+	svc *corev1.Service
+	ep  *corev1.Endpoints
+}
+
+// takeDirty returns the dirty Services' objects and clears the marks, once
+// both lists are in (before that it leaves them marked).
+func (p *Proxier) takeDirty() (map[string]dirtyService, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.svcListed || !p.epListed {
+		return nil, false
+	}
+	out := make(map[string]dirtyService, len(p.dirty))
+	for n := range p.dirty {
+		out[n] = dirtyService{p.services[n], p.endpoints[n]}
+	}
+	clear(p.dirty)
+	return out, true
+}
+
+// Sync brings the kernel to the desired state now. With full, after a Check
+// found drift, or when the kernel state is unknown (first sync, after an
+// error), it reads the kernel first and compares every virtual server, so
+// stale rules the backend owns are removed and drift is repaired; otherwise
+// it looks only at the virtual servers of the Services that changed and at
+// draining endpoints.
 func (p *Proxier) Sync(ctx context.Context, full bool) error {
-	svcs, eps, listed := p.snapshot()
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
+	work, listed := p.takeDirty()
 	if !listed {
 		return ErrNotSynced
 	}
-	p.syncMu.Lock()
-	defer p.syncMu.Unlock()
+	start := time.Now()
+	touched := map[Key]bool{}
+	for name, o := range work {
+		p.model.update(name, o.svc, o.ep, touched)
+	}
+	if len(work) > 0 {
+		p.stats.Problems = p.model.problems()
+	}
+	if p.drift.Swap(false) {
+		full = true
+	}
 	if p.applied == nil || full {
 		if err := p.cfg.Backend.Init(ctx); err != nil {
 			p.stats.Errors++
@@ -214,27 +278,83 @@ func (p *Proxier) Sync(ctx context.Context, full bool) error {
 		}
 		p.applied = cur
 		p.stats.FullReads++
+		for k := range cur {
+			touched[k] = true
+		}
+		for k := range p.model.desired {
+			touched[k] = true
+		}
 	}
-	start := time.Now()
-	desired, problems := Compute(svcs, eps)
-	p.stats.Problems = problems
-	desired, p.since, p.nextDrain = withDraining(p.applied, desired, p.since, p.cfg.Now(), p.cfg.DrainTimeout)
-	changes := Diff(p.applied, desired)
+	for _, k := range p.drains.keys() {
+		touched[k] = true
+	}
+	keys := make([]Key, 0, len(touched))
+	for k := range touched {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, Key.Compare)
+	now := p.cfg.Now()
+	var changes []Change
+	for _, k := range keys {
+		a := p.applied[k]
+		d := p.drains.apply(k, a, p.model.desired[k], now)
+		switch {
+		case a == nil && d == nil:
+		case a == nil:
+			changes = append(changes, Change{Op: Add, Key: k, New: d})
+		case d == nil:
+			changes = append(changes, Change{Op: Remove, Key: k, Old: a})
+		case !a.Equal(d):
+			changes = append(changes, Change{Op: Update, Key: k, Old: a, New: d})
+		}
+	}
+	p.nextDrain = p.drains.next()
 	if len(changes) == 0 {
 		return nil
 	}
-	if err := p.cfg.Backend.Apply(ctx, Plan{From: p.applied, To: desired, Changes: changes}); err != nil {
+	if err := p.cfg.Backend.Apply(ctx, Plan{Changes: changes}); err != nil {
 		p.applied = nil // the kernel may hold part of it: read it again
 		p.stats.Errors++
 		return fmt.Errorf("proxy: apply %d changes: %w", len(changes), err)
 	}
-	p.applied = desired
+	for _, c := range changes {
+		if c.Op == Remove {
+			delete(p.applied, c.Key)
+		} else {
+			p.applied[c.Key] = c.New
+		}
+	}
 	p.stats.Syncs++
 	p.stats.Changes += len(changes)
 	p.stats.LastSync = time.Since(start)
 	p.stats.LastChange = p.cfg.Now()
-	p.log.Debug("proxy synced", "changes", len(changes), "virtualServers", len(desired), "took", p.stats.LastSync)
+	p.log.Debug("proxy synced", "changes", len(changes), "virtualServers", len(p.applied), "took", p.stats.LastSync)
 	return nil
+}
+
+// check runs the backend's drift check off the sync path (at most one at a
+// time); drift makes the next sync read the kernel.
+func (p *Proxier) check(ctx context.Context, c Checker) {
+	if !p.checking.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer p.checking.Store(false)
+		ok, err := c.Check(ctx)
+		p.syncMu.Lock()
+		p.stats.Checks++
+		p.syncMu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			p.log.Warn("proxy: kernel check failed; reading the kernel", "err", err)
+		}
+		if (!ok || err != nil) && ctx.Err() == nil {
+			if err == nil {
+				p.log.Info("proxy: kernel rules changed behind the proxy; reading and repairing them")
+			}
+			p.drift.Store(true)
+			p.poke()
+		}
+	}()
 }
 
 // Applied returns a copy of what the last successful sync programmed.
@@ -252,8 +372,8 @@ func (p *Proxier) Stats() Stats {
 }
 
 // Run syncs until ctx ends: after updates (at most once per
-// MinSyncInterval), when a draining endpoint is due to go, and fully every
-// ResyncInterval. The first sync waits until services and endpoints have
+// MinSyncInterval), when a draining endpoint is due to go, and fully when
+// the kernel drifted (checked every ResyncInterval, see Checker). The first sync waits until services and endpoints have
 // been listed, so a restarted proxy never removes rules it has not yet been
 // told about, and it starts from what the kernel holds.
 func (p *Proxier) Run(ctx context.Context) error {
@@ -278,6 +398,10 @@ func (p *Proxier) Run(ctx context.Context) error {
 		case <-p.wake:
 		case <-timer.C:
 		case <-resync.C:
+			if c, ok := p.cfg.Backend.(Checker); ok && !full {
+				p.check(ctx, c)
+				continue
+			}
 			full = true
 		}
 		if d := p.cfg.MinSyncInterval - time.Since(last); d > 0 {

@@ -18,6 +18,9 @@ type fakeBackend struct {
 	applies []Plan
 	reads   int
 	failN   int // fail this many Applies, keeping half of the changes
+	// track keeps lastKernel: the kernel as the last Read or Apply left it.
+	track      bool
+	lastKernel RuleSet
 }
 
 func (f *fakeBackend) Init(ctx context.Context) error { return nil }
@@ -26,6 +29,9 @@ func (f *fakeBackend) Read(ctx context.Context) (RuleSet, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reads++
+	if f.track {
+		f.lastKernel = f.kernel.Clone()
+	}
 	return f.kernel.Clone(), nil
 }
 
@@ -50,6 +56,9 @@ func (f *fakeBackend) Apply(ctx context.Context, p Plan) error {
 	}
 	if n < len(p.Changes) {
 		return errors.New("injected failure")
+	}
+	if f.track {
+		f.lastKernel = f.kernel.Clone()
 	}
 	return nil
 }
@@ -228,5 +237,60 @@ func TestMode(t *testing.T) {
 	}
 	if _, err := ParseMode("iptables"); err == nil {
 		t.Error("iptables accepted")
+	}
+}
+
+// checkingBackend is a fakeBackend with a drift check that reports whether
+// the kernel still equals what was last read or applied.
+type checkingBackend struct {
+	fakeBackend
+	checks int
+}
+
+func (f *checkingBackend) Check(ctx context.Context) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.checks++
+	return f.lastKernel == nil || f.kernel.Equal(f.lastKernel), nil
+}
+
+// TestRunChecksInsteadOfRereading: with a Checker backend the periodic
+// resync is a check, not a kernel read; drift found by a check makes the
+// next sync read the kernel and repair it, and updates keep flowing.
+func TestRunChecksInsteadOfRereading(t *testing.T) {
+	fb := &checkingBackend{}
+	fb.track = true
+	p := New(Config{Backend: fb, MinSyncInterval: time.Millisecond, ResyncInterval: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.Run(ctx)
+	p.ReplaceServices([]*corev1.Service{webSvc("10.96.0.10")})
+	p.ReplaceEndpoints([]*corev1.Endpoints{webEps("10.244.0.5")})
+	want := ruleSet(t, "10.96.0.10:80 10.244.0.5:8080")
+	waitFor(t, &fb.fakeBackend, want)
+	waitUntil(t, "three checks", func() bool { return p.Stats().Checks >= 3 })
+	if _, _, reads := fb.state(); reads != 1 {
+		t.Fatalf("%d kernel reads with nothing drifting, want only the first", reads)
+	}
+	// Someone deletes the virtual server behind the proxy's back.
+	fb.mu.Lock()
+	delete(fb.kernel, want.Keys()[0])
+	fb.mu.Unlock()
+	waitFor(t, &fb.fakeBackend, want)
+	if _, _, reads := fb.state(); reads != 2 {
+		t.Fatalf("%d kernel reads after one drift, want 2", reads)
+	}
+	p.OnEndpoints(webEps("10.244.0.5", "10.244.0.6"))
+	waitFor(t, &fb.fakeBackend, ruleSet(t, "10.96.0.10:80 10.244.0.5:8080 10.244.0.6:8080"))
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

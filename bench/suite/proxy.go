@@ -24,9 +24,9 @@ import (
 
 // The proxy suite's Services and pods live in namespaces bench-proxy-NNN,
 // ServicesPerNamespace in each: Service s-<i> and its pods in namespace
-// i/ServicesPerNamespace. (The endpoints controller looks, for every pod
-// change, at each Service of the pod's namespace: with all 10,000 in one
-// namespace the leader spends its time there; see BENCHMARKS.md.)
+// i/ServicesPerNamespace. (Kept as the first published figures had it, when
+// the endpoints controller matched every pod change against each Service of
+// the pod's namespace; it now finds them through a selector index.)
 const (
 	ProxyNamespacePrefix = "bench-proxy-"
 	ServicesPerNamespace = 100

@@ -45,6 +45,7 @@ func run(t *testing.T, kind backendKind) {
 		{"ClientIPAffinitySticks", testAffinity},
 		{"HairpinIsMasqueraded", testHairpin},
 		{"NoEndpointsRefusedFast", testNoEndpoints},
+		{"DriftRepairedWhileRunning", testDrift},
 	} {
 		t.Run(sc.name, func(t *testing.T) { sc.fn(t, newCluster(t, kind)) })
 	}
@@ -311,4 +312,51 @@ func testNoEndpoints(t *testing.T, c *cluster) {
 		t.Errorf("after %s: %v; want connection refused at once", d, err)
 	}
 	c.alive(t)
+}
+
+// testDrift: everything the backend owns deleted behind the running proxy's
+// back (by another instance of the backend) is noticed by the periodic
+// check, with no Service change to prompt it, and restored.
+func testDrift(t *testing.T, c *cluster) {
+	b := c.kind.new(t, c)
+	p := proxy.New(proxy.Config{Backend: b, MinSyncInterval: 5 * time.Millisecond, DrainTimeout: 10 * time.Second,
+		Now: c.clock.Now, ResyncInterval: 100 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-runDone
+	}()
+	p.ReplaceServices([]*corev1.Service{service("web", vip, false)})
+	p.ReplaceEndpoints([]*corev1.Endpoints{endpoints("web", []int{1, 2}, nil)})
+	waitCond(t, "first sync", func() bool { return p.Stats().Syncs > 0 })
+	counts, _ := hits(t, c.client, "tcp", web, 10)
+	checkSplit(t, c, "before", counts, 10, "p1", "p2")
+
+	reads := p.Stats().FullReads
+	if err := c.kind.new(t, c).Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.client.Dial("tcp", web, time.Second); err == nil && p.Stats().FullReads == reads {
+		t.Fatalf("the service still answered (%s) with its rules deleted", r.Name)
+	}
+	waitCond(t, "a kernel read after the drift", func() bool { return p.Stats().FullReads > reads })
+	waitCond(t, "the service answering again", func() bool {
+		_, err := c.client.Dial("tcp", web, time.Second)
+		return err == nil
+	})
+	counts, _ = hits(t, c.client, "tcp", web, 10)
+	checkSplit(t, c, "after the repair", counts, 10, "p1", "p2")
+}
+
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

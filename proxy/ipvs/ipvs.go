@@ -85,6 +85,17 @@ type Backend struct {
 	nl      *netlink.Handle
 	nft     *nftables.Conn
 	nodeIPs []netip.Addr
+	// vipRefs counts the virtual servers on each VIP, epRefs the virtual
+	// servers using each endpoint address (hairpin set), as of the last
+	// Read and Apply.
+	vipRefs, epRefs map[netip.Addr]int
+
+	// What IPVS holds as far as the backend knows, for Check (check.go).
+	state tracked
+	// Check's own handles, so that it never waits for an Apply.
+	checkMu sync.Mutex
+	checkH  *mipvs.Handle
+	checkNL *netlink.Handle
 }
 
 var _ proxy.Backend = (*Backend)(nil)
@@ -111,6 +122,13 @@ func New(cfg Config) *Backend {
 
 // Close releases the netlink sockets (the rules stay).
 func (b *Backend) Close() error {
+	b.checkMu.Lock()
+	if b.checkH != nil {
+		b.checkH.Close()
+		b.checkNL.Close()
+		b.checkH, b.checkNL = nil, nil
+	}
+	b.checkMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.h != nil {
@@ -134,22 +152,9 @@ func (b *Backend) open() error {
 	if b.h != nil {
 		return nil
 	}
-	h, err := mipvs.New(b.cfg.NetNS)
+	h, nl, err := openHandles(b.cfg.NetNS)
 	if err != nil {
-		return fmt.Errorf("ipvs: %w", err)
-	}
-	ns := netns.None()
-	if b.cfg.NetNS != "" {
-		if ns, err = netns.GetFromPath(b.cfg.NetNS); err != nil {
-			h.Close()
-			return err
-		}
-		defer ns.Close()
-	}
-	nl, err := netlink.NewHandleAt(ns, syscall.NETLINK_ROUTE)
-	if err != nil {
-		h.Close()
-		return fmt.Errorf("rtnetlink: %w", err)
+		return err
 	}
 	c, err := nftx.Open(b.cfg.NetNS)
 	if err != nil {
@@ -159,6 +164,29 @@ func (b *Backend) open() error {
 	}
 	b.h, b.nl, b.nft = h, nl, c
 	return nil
+}
+
+// openHandles opens an IPVS and an rtnetlink handle in the namespace at
+// nsPath ("" for the caller's).
+func openHandles(nsPath string) (*mipvs.Handle, *netlink.Handle, error) {
+	h, err := mipvs.New(nsPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ipvs: %w", err)
+	}
+	ns := netns.None()
+	if nsPath != "" {
+		if ns, err = netns.GetFromPath(nsPath); err != nil {
+			h.Close()
+			return nil, nil, err
+		}
+		defer ns.Close()
+	}
+	nl, err := netlink.NewHandleAt(ns, syscall.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, nil, fmt.Errorf("rtnetlink: %w", err)
+	}
+	return h, nl, nil
 }
 
 // Init sets the sysctls IPVS NAT needs, creates the dummy interface and the
@@ -228,11 +256,15 @@ func (b *Backend) learnNodeIPs() error {
 
 // vipAddrs lists the addresses on the dummy interface.
 func (b *Backend) vipAddrs() (map[netip.Addr]bool, netlink.Link, error) {
-	l, err := b.nl.LinkByName(b.cfg.Interface)
+	return vipAddrsOf(b.nl, b.cfg.Interface)
+}
+
+func vipAddrsOf(nl *netlink.Handle, dummy string) (map[netip.Addr]bool, netlink.Link, error) {
+	l, err := nl.LinkByName(dummy)
 	if err != nil {
-		return nil, nil, fmt.Errorf("ipvs: %s: %w", b.cfg.Interface, err)
+		return nil, nil, fmt.Errorf("ipvs: %s: %w", dummy, err)
 	}
-	addrs, err := b.nl.AddrList(l, netlink.FAMILY_V4)
+	addrs, err := nl.AddrList(l, netlink.FAMILY_V4)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -245,7 +277,27 @@ func (b *Backend) vipAddrs() (map[netip.Addr]bool, netlink.Link, error) {
 	return m, l, nil
 }
 
-// syncVIPs binds exactly the ClusterIPs of rs to the dummy interface.
+// bindVIP binds (or unbinds) one address on the dummy interface.
+func (b *Backend) bindVIP(a netip.Addr, bind bool) error {
+	l, err := b.nl.LinkByName(b.cfg.Interface)
+	if err != nil {
+		return fmt.Errorf("ipvs: %s: %w", b.cfg.Interface, err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(32, 32)}}
+	if bind {
+		if err := b.nl.AddrAdd(l, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("ipvs: bind %s: %w", a, err)
+		}
+		return nil
+	}
+	if err := b.nl.AddrDel(l, addr); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+		return fmt.Errorf("ipvs: unbind %s: %w", a, err)
+	}
+	return nil
+}
+
+// syncVIPs binds exactly the ClusterIPs of rs to the dummy interface (at
+// Read; Apply binds and unbinds one by one).
 func (b *Backend) syncVIPs(rs proxy.RuleSet) error {
 	have, l, err := b.vipAddrs()
 	if err != nil {

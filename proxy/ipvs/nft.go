@@ -1,6 +1,7 @@
 package ipvs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -90,6 +91,7 @@ func keyElem(k proxy.Key) (string, nftables.SetElement) {
 	return setClusterIPs, nftables.SetElement{Key: nftx.VIPKey(k.Addr, uint8(k.Proto), k.Port)}
 }
 
+// endpointIPs are the endpoint addresses rs uses.
 func endpointIPs(rs proxy.RuleSet) map[netip.Addr]bool {
 	m := map[netip.Addr]bool{}
 	for _, v := range rs {
@@ -100,15 +102,16 @@ func endpointIPs(rs proxy.RuleSet) map[netip.Addr]bool {
 	return m
 }
 
-// syncSets updates the service and hairpin sets from a plan. The service
-// sets follow the changes; the hairpin set (endpoint IPs, shared between
-// services) follows the difference between From and To. Elements are
-// deleted only if From says they exist, and a failed delete (state drift)
-// falls back to re-reading the set.
-func (b *Backend) syncSets(p proxy.Plan) error {
+// syncSets updates the service and hairpin sets from the changes. The
+// service sets follow the added and removed keys; the hairpin set (endpoint
+// IPs, shared between services) follows the reference counts in epRefs.
+// A failed delete (state drift) falls back to rewriting the sets from what
+// IPVS holds (Read).
+func (b *Backend) syncSets(changes []proxy.Change) error {
 	add := map[string][]nftables.SetElement{}
 	del := map[string][]nftables.SetElement{}
-	for _, ch := range p.Changes {
+	delta := map[netip.Addr]int{}
+	for _, ch := range changes {
 		n, e := keyElem(ch.Key)
 		switch ch.Op {
 		case proxy.Add:
@@ -116,16 +119,30 @@ func (b *Backend) syncSets(p proxy.Plan) error {
 		case proxy.Remove:
 			del[n] = append(del[n], e)
 		}
-	}
-	from, to := endpointIPs(p.From), endpointIPs(p.To)
-	for a := range to {
-		if !from[a] {
-			add[setHairpin] = append(add[setHairpin], nftables.SetElement{Key: nftx.PairKey(a, a)})
+		if ch.Old != nil {
+			for _, e := range ch.Old.Endpoints {
+				delta[e.Addr.Addr()]--
+			}
+		}
+		if ch.New != nil {
+			for _, e := range ch.New.Endpoints {
+				delta[e.Addr.Addr()]++
+			}
 		}
 	}
-	for a := range from {
-		if !to[a] {
+	for a, d := range delta {
+		before := b.epRefs[a]
+		after := before + d
+		switch {
+		case before <= 0 && after > 0:
+			add[setHairpin] = append(add[setHairpin], nftables.SetElement{Key: nftx.PairKey(a, a)})
+		case before > 0 && after <= 0:
 			del[setHairpin] = append(del[setHairpin], nftables.SetElement{Key: nftx.PairKey(a, a)})
+		}
+		if after > 0 {
+			b.epRefs[a] = after
+		} else {
+			delete(b.epRefs, a)
 		}
 	}
 	if len(add) == 0 && len(del) == 0 {
@@ -143,7 +160,8 @@ func (b *Backend) syncSets(p proxy.Plan) error {
 	}
 	if err := b.nft.Flush(); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return b.resyncSets(p.To)
+			_, err := b.Read(context.Background())
+			return err
 		}
 		return fmt.Errorf("ipvs: masquerade sets: %w", err)
 	}

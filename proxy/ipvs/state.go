@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"syscall"
 	"time"
 
 	mipvs "github.com/moby/ipvs"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"orch.dev/orch/proxy"
@@ -20,24 +22,19 @@ type ownedService struct {
 	svc *mipvs.Service
 }
 
-func (b *Backend) isNodeIP(a netip.Addr) bool {
-	for _, n := range b.nodeIPs {
-		if n == a {
-			return true
-		}
-	}
-	return false
-}
-
 // owned lists the virtual servers that are this backend's: those on a VIP
 // bound to the dummy interface, and those on a node address in the NodePort
 // range.
 func (b *Backend) owned() ([]ownedService, error) {
-	vips, _, err := b.vipAddrs()
+	return ownedBy(b.h, b.nl, b.cfg, b.nodeIPs)
+}
+
+func ownedBy(h *mipvs.Handle, nl *netlink.Handle, cfg Config, nodeIPs []netip.Addr) ([]ownedService, error) {
+	vips, _, err := vipAddrsOf(nl, cfg.Interface)
 	if err != nil {
 		vips = map[netip.Addr]bool{}
 	}
-	svcs, err := b.h.GetServices()
+	svcs, err := h.GetServices()
 	if err != nil {
 		return nil, fmt.Errorf("ipvs: list services: %w", err)
 	}
@@ -54,7 +51,7 @@ func (b *Backend) owned() ([]ownedService, error) {
 		switch {
 		case vips[a]:
 			k.Addr = a
-		case b.isNodeIP(a) && s.Port >= b.cfg.NodePortMin && s.Port <= b.cfg.NodePortMax:
+		case slices.Contains(nodeIPs, a) && s.Port >= cfg.NodePortMin && s.Port <= cfg.NodePortMax:
 		default:
 			continue
 		}
@@ -97,10 +94,23 @@ func (b *Backend) Read(ctx context.Context) (proxy.RuleSet, error) {
 			rs[k].Affinity = -1
 		}
 	}
-	// The masquerading sets are derived state: make them match what IPVS
-	// holds, so later syncs can change them element by element.
+	// The VIP addresses and the masquerading sets are derived state: make
+	// them match what IPVS holds, so later syncs can change them one by one.
+	if err := b.syncVIPs(rs); err != nil {
+		return nil, err
+	}
 	if err := b.resyncSets(rs); err != nil {
 		return nil, err
+	}
+	b.state.read(rs, b.nodeIPs)
+	b.vipRefs, b.epRefs = map[netip.Addr]int{}, map[netip.Addr]int{}
+	for k, v := range rs {
+		if !k.IsNodePort() {
+			b.vipRefs[k.Addr]++
+		}
+		for _, e := range v.Endpoints {
+			b.epRefs[e.Addr.Addr()]++
+		}
 	}
 	return rs, nil
 }
@@ -166,16 +176,32 @@ func destination(e proxy.Endpoint) *mipvs.Destination {
 	}
 }
 
-// Apply makes the changes virtual server by virtual server, then binds the
-// VIPs and updates the masquerading sets.
+// Apply makes the changes virtual server by virtual server, binding a VIP
+// before its first virtual server and unbinding it after its last, then
+// updates the masquerading sets. Its work is proportional to the changes
+// (the VIPs and endpoint addresses in use are reference-counted).
 func (b *Backend) Apply(ctx context.Context, p proxy.Plan) error {
 	if err := b.open(); err != nil {
 		return err
 	}
-	// VIPs first, so a new service answers as soon as it exists; stale ones
-	// go at the end with syncVIPs(p.To).
-	if err := b.syncVIPs(union(p.From, p.To)); err != nil {
-		return err
+	err := b.apply(p)
+	b.state.applied(p.Changes, err == nil)
+	return err
+}
+
+func (b *Backend) apply(p proxy.Plan) error {
+	if b.vipRefs == nil {
+		b.vipRefs, b.epRefs = map[netip.Addr]int{}, map[netip.Addr]int{}
+	}
+	for _, ch := range p.Changes {
+		if ch.Op == proxy.Add && !ch.Key.IsNodePort() {
+			if b.vipRefs[ch.Key.Addr] == 0 {
+				if err := b.bindVIP(ch.Key.Addr, true); err != nil {
+					return err
+				}
+			}
+			b.vipRefs[ch.Key.Addr]++
+		}
 	}
 	for _, ch := range p.Changes {
 		var err error
@@ -193,21 +219,17 @@ func (b *Backend) Apply(ctx context.Context, p proxy.Plan) error {
 			}
 		}
 	}
-	if err := b.syncVIPs(p.To); err != nil {
-		return err
+	for _, ch := range p.Changes {
+		if ch.Op == proxy.Remove && !ch.Key.IsNodePort() {
+			if b.vipRefs[ch.Key.Addr]--; b.vipRefs[ch.Key.Addr] <= 0 {
+				delete(b.vipRefs, ch.Key.Addr)
+				if err := b.bindVIP(ch.Key.Addr, false); err != nil {
+					return err
+				}
+			}
+		}
 	}
-	return b.syncSets(p)
-}
-
-func union(a, b proxy.RuleSet) proxy.RuleSet {
-	u := make(proxy.RuleSet, len(a)+len(b))
-	for k, v := range a {
-		u[k] = v
-	}
-	for k, v := range b {
-		u[k] = v
-	}
-	return u
+	return b.syncSets(p.Changes)
 }
 
 // ensure creates or updates one kernel virtual server. old (nil for a new

@@ -15,21 +15,32 @@ import (
 
 // batch collects the kernel messages of one transaction.
 type batch struct {
-	b *Backend
-	c *nftables.Conn
-	n int // messages queued, roughly
+	b         *Backend
+	c         *nftables.Conn
+	n         int // messages queued, roughly
+	commits   int // transactions committed
+	committed int // changes committed
 }
 
-// Apply makes the changes, one transaction per MaxBatch messages; a virtual
-// server's change is never split, so every virtual server is always either
-// as before or as after.
+// Apply makes the changes in one transaction (more only past MaxBatch
+// messages); a virtual server's change is never split, so every virtual
+// server is always either as before or as after. Only the changed virtual
+// servers' chains and map elements are touched.
 func (b *Backend) Apply(ctx context.Context, p proxy.Plan) error {
 	c, err := b.connect()
 	if err != nil {
 		return err
 	}
+	before, genErr := b.genc.Gen()
 	bt := &batch{b: b, c: c}
-	for _, ch := range p.Changes {
+	err = bt.run(p.Changes)
+	after, afterErr := b.genc.Gen()
+	b.state.applied(p.Changes[:bt.committed], err == nil && genErr == nil && afterErr == nil, before, after, bt.commits)
+	return err
+}
+
+func (bt *batch) run(changes []proxy.Change) error {
+	for i, ch := range changes {
 		var err error
 		switch ch.Op {
 		case proxy.Add:
@@ -42,13 +53,18 @@ func (b *Backend) Apply(ctx context.Context, p proxy.Plan) error {
 		if err != nil {
 			return fmt.Errorf("nftables: %s %s: %w", ch.Op, ch.Key, err)
 		}
-		if bt.n >= b.cfg.MaxBatch {
+		if bt.n >= bt.b.cfg.MaxBatch {
 			if err := bt.flush(); err != nil {
 				return err
 			}
+			bt.committed = i + 1
 		}
 	}
-	return bt.flush()
+	if err := bt.flush(); err != nil {
+		return err
+	}
+	bt.committed = len(changes)
+	return nil
 }
 
 func (bt *batch) flush() error {
@@ -59,6 +75,7 @@ func (bt *batch) flush() error {
 	if err := bt.c.Flush(); err != nil {
 		return fmt.Errorf("nftables: transaction: %w", err)
 	}
+	bt.commits++
 	return nil
 }
 
@@ -220,8 +237,12 @@ func (bt *batch) writeEndpoint(v *proxy.VirtualServer, e proxy.Endpoint, flush b
 }
 
 // writeService rewrites a service chain: NodePort masquerade mark, affinity
-// lookups, then numgen over the ready endpoints. Draining (weight 0)
-// endpoints keep their chains but get no new connections.
+// lookups, then the choice of a ready endpoint: rule i of N is "numgen
+// random mod (N-i) == 0 goto endpoint i" (the last one unconditional), which
+// picks each with probability 1/N. No set per service: creating thousands of
+// anonymous sets in one table is quadratic in the kernel, and reading them
+// back needs a dump per set. Draining (weight 0) endpoints keep their chains
+// but get no new connections.
 func (bt *batch) writeService(v *proxy.VirtualServer) error {
 	ch := bt.b.chain(svcChain(v.Key))
 	bt.c.FlushChain(ch)
@@ -243,29 +264,19 @@ func (bt *batch) writeService(v *proxy.VirtualServer) error {
 			ready = append(ready, e)
 		}
 	}
-	if len(ready) == 0 {
-		return nil
-	}
 	if v.Affinity > 0 {
 		for _, e := range ready {
 			rule([]expr.Any{nftx.Saddr(nftx.Reg1), nftx.Lookup(affSet(v.Key, e.Addr, v.Affinity)),
 				&expr.Verdict{Kind: expr.VerdictGoto, Chain: epChain(v.Key, e.Addr)}})
 		}
 	}
-	vmap := &nftables.Set{Table: bt.b.table, Anonymous: true, Constant: true, IsMap: true,
-		KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict}
-	elems := make([]nftables.SetElement, len(ready))
 	for i, e := range ready {
-		elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
-			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: epChain(v.Key, e.Addr)}}
+		to := &expr.Verdict{Kind: expr.VerdictGoto, Chain: epChain(v.Key, e.Addr)}
+		if left := len(ready) - i; left > 1 {
+			rule(nftx.NumgenIs(uint32(left), 0), []expr.Any{to})
+		} else {
+			rule([]expr.Any{to})
+		}
 	}
-	if err := bt.c.AddSet(vmap, elems); err != nil {
-		return err
-	}
-	bt.n += 2
-	rule([]expr.Any{
-		&expr.Numgen{Register: nftx.Reg1, Modulus: uint32(len(ready)), Type: unix.NFT_NG_RANDOM},
-		&expr.Lookup{SourceRegister: nftx.Reg1, IsDestRegSet: true, SetName: vmap.Name, SetID: vmap.ID},
-	})
 	return nil
 }

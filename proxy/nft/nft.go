@@ -1,9 +1,13 @@
 // Package nft is the proxy's nftables backend: it programs virtual servers
 // into its own table ("ip orch-proxy") with a verdict map keyed by
 // VIP . protocol . port (O(1) lookup however many services there are), one
-// chain per virtual server choosing an endpoint with numgen, one chain per
-// endpoint doing the DNAT, per-endpoint sets for ClientIP affinity, and
-// masquerading for hairpin and outside-the-cluster NodePort traffic.
+// chain per virtual server choosing an endpoint with numgen (a cascade of
+// "numgen random mod (N-i) == 0 goto endpoint-i" rules, no set per
+// service), one chain per endpoint doing the DNAT, per-endpoint sets for
+// ClientIP affinity, and masquerading for hairpin and outside-the-cluster
+// NodePort traffic. Each sync is one transaction holding only the changed
+// virtual servers' objects; Check tells cheaply whether anyone changed the
+// table since (see check.go).
 //
 // It owns that table and nothing else: it never touches other tables,
 // flushes the ruleset, or runs the nft binary.
@@ -49,7 +53,10 @@ type Config struct {
 	// (default 0x4000, as kube-proxy).
 	MasqueradeBit uint32
 	// MaxBatch bounds the kernel messages sent in one transaction; a larger
-	// sync is split between virtual servers (default 20000).
+	// sync (in practice only a full sync at start) is split between virtual
+	// servers (default 20000: the kernel acknowledges and echoes every
+	// message at commit, and many more overflow the socket's receive
+	// buffer).
 	MaxBatch int
 }
 
@@ -60,6 +67,15 @@ type Backend struct {
 
 	mu   sync.Mutex
 	conn *nftables.Conn
+	genc *nftx.GenConn
+
+	// What the table holds as far as this backend knows, for Check; see
+	// check.go.
+	state tracked
+	// Check's own sockets, so that it never waits for an Apply.
+	checkMu   sync.Mutex
+	checkConn *nftables.Conn
+	checkGen  *nftx.GenConn
 }
 
 var _ proxy.Backend = (*Backend)(nil)
@@ -88,19 +104,32 @@ func (b *Backend) connect() (*nftables.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	b.conn = c
+	g, err := nftx.OpenGen(b.cfg.NetNS)
+	if err != nil {
+		c.CloseLasting()
+		return nil, err
+	}
+	b.conn, b.genc = c, g
 	return c, nil
 }
 
-// Close releases the netlink socket (the rules stay).
+// Close releases the netlink sockets (the rules stay).
 func (b *Backend) Close() error {
+	b.checkMu.Lock()
+	if b.checkConn != nil {
+		b.checkConn.CloseLasting()
+		b.checkGen.Close()
+		b.checkConn, b.checkGen = nil, nil
+	}
+	b.checkMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.conn == nil {
 		return nil
 	}
 	err := b.conn.CloseLasting()
-	b.conn = nil
+	b.genc.Close()
+	b.conn, b.genc = nil, nil
 	return err
 }
 
@@ -194,6 +223,7 @@ func (b *Backend) Cleanup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	b.state.forget()
 	return DeleteTable(c, b.cfg.Table)
 }
 

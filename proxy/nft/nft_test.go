@@ -97,7 +97,7 @@ func TestApplyRead(t *testing.T) {
 	}
 	cur := proxy.RuleSet{}
 	for i, want := range steps {
-		if err := b.Apply(ctx, proxy.Plan{From: cur, To: want, Changes: proxy.Diff(cur, want)}); err != nil {
+		if err := b.Apply(ctx, proxy.Plan{Changes: proxy.Diff(cur, want)}); err != nil {
 			t.Fatalf("step %d: apply: %v", i, err)
 		}
 		got, err := b.Read(ctx)
@@ -136,7 +136,7 @@ func TestReadRepairs(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := rules(vs("10.96.0.10:80", 0, "10.244.1.5:8080"), vs("10.96.0.11:80", 0, "10.244.1.6:8080"))
-	if err := b.Apply(ctx, proxy.Plan{From: proxy.RuleSet{}, To: want, Changes: proxy.Diff(proxy.RuleSet{}, want)}); err != nil {
+	if err := b.Apply(ctx, proxy.Plan{Changes: proxy.Diff(proxy.RuleSet{}, want)}); err != nil {
 		t.Fatal(err)
 	}
 	c, _ := b.connect()
@@ -154,10 +154,105 @@ func TestReadRepairs(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("read %s, want only 10.96.0.10", got)
 	}
-	if err := b.Apply(ctx, proxy.Plan{From: got, To: want, Changes: proxy.Diff(got, want)}); err != nil {
+	if err := b.Apply(ctx, proxy.Plan{Changes: proxy.Diff(got, want)}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err = b.Read(ctx); err != nil || !got.Equal(want) {
 		t.Fatalf("after repair read %s (%v), want\n%s", got, err, want)
+	}
+}
+
+// TestCheck: Check answers from the generation when nothing but the backend
+// changed the ruleset, compares objects when something else did (another
+// table's change is no drift), and reports drift when the table lost a
+// chain or a map element or was deleted; a Read then repairs it.
+func TestCheck(t *testing.T) {
+	if why := testnet.Available(); why != "" {
+		t.Skip(why)
+	}
+	ns := testnet.New(t, "nft-check", 0)
+	b := New(Config{NetNS: ns.Path})
+	defer b.Close()
+	ctx := context.Background()
+	if err := b.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	read := func() proxy.RuleSet {
+		t.Helper()
+		rs, err := b.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rs
+	}
+	check := func(want bool, what string) {
+		t.Helper()
+		if ok, err := b.Check(ctx); err != nil || ok != want {
+			t.Fatalf("%s: Check = %v, %v; want %v", what, ok, err, want)
+		}
+	}
+	want := rules(vs("10.96.0.10:80", time.Minute, "10.244.1.5:8080", "~10.244.1.6:8080"), vs("10.96.0.11:80", 0),
+		vs("tcp/30080", 0, "10.244.1.7:8080"))
+	cur := read()
+	if err := b.Apply(ctx, proxy.Plan{Changes: proxy.Diff(cur, want)}); err != nil {
+		t.Fatal(err)
+	}
+	check(true, "after apply")
+	check(true, "generation known")
+	if b.state.gen == 0 {
+		t.Fatal("a clean check did not record the generation")
+	}
+	one := rules(want[vs("10.96.0.11:80", 0).Key], want[vs("tcp/30080", 0).Key], vs("10.96.0.10:80", time.Minute, "10.244.1.5:8080"))
+	if err := b.Apply(ctx, proxy.Plan{Changes: proxy.Diff(want, one)}); err != nil {
+		t.Fatal(err)
+	}
+	if b.state.gen == 0 {
+		t.Fatal("the backend's own apply lost the generation")
+	}
+	check(true, "after own apply")
+
+	c, _ := b.connect()
+	other := c.AddTable(&nftables.Table{Name: "someone-else", Family: nftables.TableFamilyIPv4})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	check(true, "another table changed")
+
+	np := vs("tcp/30080", 0).Key
+	s, e := (&batch{b: b}).element(one[np], true)
+	c.SetDeleteElements(s, []nftables.SetElement{e})
+	c.FlushChain(b.chain(svcChain(np)))
+	c.DelChain(b.chain(svcChain(np)))
+	ep := b.chain(epChain(np, netip.MustParseAddrPort("10.244.1.7:8080")))
+	c.FlushChain(ep)
+	c.DelChain(ep)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	check(false, "a virtual server deleted by hand")
+	got := read()
+	if err := b.Apply(ctx, proxy.Plan{Changes: proxy.Diff(got, one)}); err != nil {
+		t.Fatal(err)
+	}
+	check(true, "after repair")
+	if got := read(); !got.Equal(one) {
+		t.Fatalf("after repair read\n%s\nwant\n%s", got, one)
+	}
+	check(true, "after read")
+
+	s, e = (&batch{b: b}).element(one[vs("10.96.0.11:80", 0).Key], false)
+	c.SetDeleteElements(s, []nftables.SetElement{e})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	check(false, "a no-endpoint element deleted by hand")
+	read()
+	if err := DeleteTable(c, b.cfg.Table); err != nil {
+		t.Fatal(err)
+	}
+	check(false, "table deleted")
+	c.DelTable(other)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }

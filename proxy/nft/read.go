@@ -22,8 +22,10 @@ type found struct {
 }
 
 // Read rebuilds the rule set from the table: chain and set names say which
-// virtual server and endpoint they belong to, the numgen map says which
-// endpoints are ready. A virtual server whose objects do not add up (someone
+// virtual server and endpoint they belong to, the service chains' numgen
+// rules say which endpoints are ready (one rule dump per service chain,
+// each a hash lookup in the kernel). The Proxier reads at start, after a
+// failed apply and when Check found drift, not periodically. A virtual server whose objects do not add up (someone
 // edited the table by hand) is deleted here, so the next Apply recreates it
 // whole; so are objects with names this package would not produce.
 func (b *Backend) Read(ctx context.Context) (proxy.RuleSet, error) {
@@ -96,9 +98,11 @@ func (b *Backend) Read(ctx context.Context) (proxy.RuleSet, error) {
 	}
 	if len(broken) > 0 || len(junkChains) > 0 || len(junkSets) > 0 {
 		if err := b.repair(c, byKey, broken, junkChains, junkSets); err != nil {
+			b.state.forget()
 			return nil, err
 		}
 	}
+	b.state.read(rs)
 	return rs, nil
 }
 
@@ -151,33 +155,28 @@ func (b *Backend) readElements(c *nftables.Conn, get func(proxy.Key) *found) err
 	return nil
 }
 
-// readActive finds the endpoint chains the service chain's numgen map
-// points to.
+// readActive finds the endpoint chains the service chain chooses from: the
+// rules that go to an endpoint chain without a set lookup (the numgen
+// cascade; the affinity rules look their set up first).
 func (b *Backend) readActive(c *nftables.Conn, k proxy.Key, f *found) error {
 	rules, err := c.GetRules(b.table, b.chain(svcChain(k)))
 	if err != nil {
 		return fmt.Errorf("nftables: rules of %s: %w", svcChain(k), err)
 	}
 	for _, r := range rules {
-		var ng bool
+		lookup, to := false, ""
 		for _, e := range r.Exprs {
 			switch e := e.(type) {
-			case *expr.Numgen:
-				ng = true
 			case *expr.Lookup:
-				if !ng || !e.IsDestRegSet {
-					continue
-				}
-				elems, err := c.GetSetElements(&nftables.Set{Table: b.table, Name: e.SetName})
-				if err != nil {
-					return fmt.Errorf("nftables: endpoints map of %s: %w", svcChain(k), err)
-				}
-				for _, el := range elems {
-					if ch := nftx.VerdictChain(el); ch != "" {
-						f.active[ch] = true
-					}
+				lookup = true
+			case *expr.Verdict:
+				if e.Kind == expr.VerdictGoto {
+					to = e.Chain
 				}
 			}
+		}
+		if to != "" && !lookup {
+			f.active[to] = true
 		}
 	}
 	return nil
@@ -211,7 +210,7 @@ func (f *found) virtualServer(k proxy.Key) (*proxy.VirtualServer, bool) {
 		return nil, false
 	}
 	if len(f.active) != v.Ready() {
-		return nil, false // the map points at a chain that is not an endpoint chain
+		return nil, false // a rule goes to a chain that is not an endpoint chain
 	}
 	v.Endpoints = proxy.SortEndpoints(v.Endpoints)
 	if f.noEP != (v.Ready() == 0) {

@@ -266,3 +266,11 @@ func VerdictChain(e nftables.SetElement) string {
 	}
 	return ""
 }
+
+// NumgenIs matches "numgen random mod modulus == value".
+func NumgenIs(modulus, value uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Numgen{Register: Reg1, Modulus: modulus, Type: unix.NFT_NG_RANDOM},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: Reg1, Data: binaryutil.NativeEndian.PutUint32(value)},
+	}
+}

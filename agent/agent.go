@@ -34,6 +34,8 @@ type Agent struct {
 	raft   *raft.Raft
 	gossip *gossip
 	pilot  *autopilot.Autopilot
+	secret string      // the cluster secret: --token, or generated (tls_secret.go)
+	tls    *clusterTLS // the cluster CA and this server's certificate
 
 	httpLn     net.Listener
 	httpServer *http.Server
@@ -44,6 +46,10 @@ type Agent struct {
 	disk      diskGuard  // free space of the data dir
 	verifier  *coalescer // batches VerifyLeader rounds for linearizable reads
 	readIndex *coalescer // batches a follower's read-index requests
+
+	box    secretBoxOnce // seals Secrets at rest (secrets_crypt.go)
+	tokens tokenCache    // verified user tokens (tokens_auth.go)
+	audit  *auditLog     // <data-dir>/audit.log (audit.go)
 
 	leaderMu    sync.Mutex
 	leaderReady bool          // this server is leader and its barrier is done
@@ -77,19 +83,15 @@ func New(cfg Config) (*Agent, error) {
 		stop:       make(chan struct{}),
 		disk:       diskGuard{kick: make(chan struct{}, 1)},
 	}
+	a.audit = newAuditLog(cfg.DataDir, cfg.Logger)
 	a.fsm = fsm.New(fsm.Config{Logger: a.logger.With("component", "fsm"), HistorySize: cfg.WatchHistory})
-	a.peerClient = &http.Client{Transport: &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        512,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     90 * time.Second,
-	}}
+	a.peerClient = a.newPeerClient() // tls_http.go
 	a.verifier = newCoalescer(func() (uint64, error) {
 		return 0, a.raft.VerifyLeader().Error()
 	})
 	a.readIndex = newCoalescer(a.fetchReadIndex)
 	a.proposer = newProposer(a.gatedApply, a.stop, maxInflight)
+	a.leaderFuncs = append(a.leaderFuncs, a.storeClusterCA) // tls_store.go
 	return a, nil
 }
 
@@ -125,6 +127,14 @@ func (a *Agent) Start() error {
 	if err := a.recordIdentity(); err != nil {
 		return err
 	}
+	secret, err := a.clusterSecret()
+	if err != nil {
+		return err
+	}
+	a.secret, a.tls = secret, newClusterTLS(cfg, secret)
+	if err := a.tls.load(time.Now()); err != nil {
+		return err
+	}
 	node, err := a.setupRaft(a.notifyCh)
 	if err != nil {
 		return err
@@ -144,6 +154,7 @@ func (a *Agent) Start() error {
 		return fmt.Errorf("--http-port: %w", err)
 	}
 	a.httpLn = ln
+	ln = a.tlsListener(ln) // tls_http.go
 	a.httpServer = &http.Server{
 		Handler:           a.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -158,7 +169,8 @@ func (a *Agent) Start() error {
 		}
 	}()
 
-	g, err := newGossip(cfg, memberMeta{Role: RoleServer, HTTP: cfg.httpAddr(), Raft: cfg.raftAddr(), Expect: cfg.BootstrapExpect, Version: cfg.Version})
+	g, err := newGossip(cfg, secret, memberMeta{Role: RoleServer, HTTP: cfg.httpAddr(), Raft: cfg.raftAddr(), Expect: cfg.BootstrapExpect, Version: cfg.Version},
+		a.gossipLocalState, a.gossipMergeState)
 	if err != nil {
 		a.httpServer.Close()
 		node.shutdown()
@@ -172,12 +184,15 @@ func (a *Agent) Start() error {
 	a.goRun(a.proposer.run)
 	a.goRun(func() { g.joinLoop(cfg.Join, DefaultGossipPort, a.stop) })
 	a.goRun(a.rememberPeersLoop)
+	a.goRun(a.fetchCALoop)
+	a.goRun(func() { a.tls.rotateLoop(a.stop) })
+	a.goRun(a.writeAdminConf)
 	a.startHA()
 	if cfg.BootstrapExpect > 0 && !node.hadState {
 		a.goRun(a.bootstrapLoop)
 	}
 	a.logger.Info("agent started", "http", cfg.httpAddr(), "raft", cfg.raftAddr(), "gossip", cfg.gossipAddr(),
-		"bootstrap_expect", cfg.BootstrapExpect, "existing_state", node.hadState, "auth", cfg.Token != "")
+		"bootstrap_expect", cfg.BootstrapExpect, "existing_state", node.hadState, "auth", !a.authDisabled())
 	return nil
 }
 
@@ -279,6 +294,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		err = a.node.shutdown()
 	}
 	a.fsm.History().Close()
+	a.audit.close()
 	a.wg.Wait()
 	a.logger.Info("agent stopped")
 	return err

@@ -52,7 +52,7 @@ func (a *Agent) status() serverStatus {
 // peerStatus fetches another server's status.
 func (a *Agent) peerStatus(ctx context.Context, httpAddr string) (serverStatus, error) {
 	var s serverStatus
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/internal/v1/status", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.peerURL(httpAddr)+"/internal/v1/status", nil)
 	a.authorizePeer(req)
 	resp, err := a.peerClient.Do(req)
 	if err != nil {
@@ -96,6 +96,9 @@ func (a *Agent) bootstrapLoop() {
 		}
 		if mismatch || len(servers) < expect {
 			continue
+		}
+		if !a.ensureCA(servers) {
+			continue // the CA must exist before Raft talks (tls_gossip.go)
 		}
 		if joined, err := a.anyPeerInCluster(servers); err != nil {
 			a.logger.Info("waiting to bootstrap", "reason", err)

@@ -3,6 +3,8 @@ package agent
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +21,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"orch.dev/orch/api"
+	"orch.dev/orch/internal/pki"
 )
 
 // testCluster runs agents in this process on a private loopback /24, so
@@ -78,6 +81,9 @@ func startCluster(t *testing.T, n int, token string, mutate ...func(*Config)) *t
 	t.Helper()
 	prefix := freeLoopbackPrefix(t)
 	c := &testCluster{t: t}
+	if token == "" && n > 1 {
+		token = newClusterSecretForTest() // servers of one cluster share a secret
+	}
 	for i := range n {
 		logs := &syncBuffer{}
 		cfg := Config{
@@ -179,7 +185,7 @@ var testRequestIDs atomic.Int64
 
 func doOnce(t *testing.T, a *Agent, method, path, contentType, body string, header ...string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+a.HTTPAddr()+path, strings.NewReader(body))
+	req, err := newAPIRequest(context.Background(), a, method, path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +195,7 @@ func doOnce(t *testing.T, a *Agent, method, path, contentType, body string, head
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiHTTPClient(a).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,3 +203,38 @@ func doOnce(t *testing.T, a *Agent, method, path, contentType, body string, head
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// newClusterSecretForTest is a fresh cluster secret.
+func newClusterSecretForTest() string {
+	b := make([]byte, 16)
+	crand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newAPIRequest is a request to a's API with the cluster's credentials.
+func newAPIRequest(ctx context.Context, a *Agent, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, a.URL()+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if secret := a.ClusterSecret(); secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	return req, nil
+}
+
+// apiHTTPClient is an HTTPS client for a's API that trusts the cluster CA.
+func apiHTTPClient(a *Agent) *http.Client {
+	if c, ok := apiClients.Load(a); ok {
+		return c.(*http.Client)
+	}
+	ca := a.tls.caCert()
+	if ca == nil {
+		panic("apiHTTPClient: the server has no CA yet")
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientConfig(ca, nil, pki.Policy{Roles: []pki.Role{pki.RoleServer}})}}
+	c2, _ := apiClients.LoadOrStore(a, c)
+	return c2.(*http.Client)
+}
+
+var apiClients sync.Map // *Agent -> *http.Client

@@ -7,6 +7,8 @@ import (
 	"net"
 	"regexp"
 	"time"
+
+	"orch.dev/orch/internal/join"
 )
 
 // DefaultTolerationSeconds is orch's edge default for how long a pod stays
@@ -39,6 +41,15 @@ type Config struct {
 	// a bearer token, Raft connections authenticate with it, and gossip is
 	// encrypted with a key derived from it. Required off loopback.
 	Token string
+	// CertValidity is how long this server's certificate is valid
+	// (pki.DefaultNodeValidity when 0); it is renewed at two thirds.
+	CertValidity time.Duration
+	// Insecure serves the API over plain HTTP without authentication; it
+	// is refused unless every address is loopback (experiments only).
+	Insecure bool
+	// JoinStore, when set, replaces the cluster's join token records
+	// (tests).
+	JoinStore join.Store
 
 	Raft RaftTiming
 	// SnapshotThreshold and TrailingLogs bound the Raft log on disk.
@@ -112,6 +123,13 @@ func (c *Config) setDefaults() error {
 	if adv == nil {
 		return fmt.Errorf("--advertise %q: not an IP address", c.AdvertiseAddr)
 	}
+	if c.Insecure {
+		for flag, ip := range map[string]net.IP{"--bind": bind, "--advertise": adv} {
+			if !ip.IsLoopback() {
+				return fmt.Errorf("--insecure: refused because %s %s is not a loopback address (without TLS and authentication anyone could reach the API)", flag, ip)
+			}
+		}
+	}
 	if !bind.IsLoopback() && c.Token == "" {
 		return fmt.Errorf("--token: required when listening on the non-loopback address %s (the API, Raft and gossip authenticate with it)", c.BindAddr)
 	}
@@ -174,7 +192,7 @@ func (c *Config) setDefaults() error {
 	if c.Version == "" {
 		c.Version = "dev"
 	}
-	return nil
+	return c.needsToken()
 }
 
 func (c *Config) httpAddr() string { return net.JoinHostPort(c.AdvertiseAddr, fmt.Sprint(c.HTTPPort)) }

@@ -56,7 +56,7 @@ func (a *Agent) onLeader(w http.ResponseWriter, r *http.Request, body []byte) bo
 var errNotSent = errors.New("request not sent")
 
 func (a *Agent) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, addr string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+addr+r.URL.RequestURI(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, r.Method, a.peerURL(addr)+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

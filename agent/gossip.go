@@ -48,13 +48,21 @@ type gossip struct {
 	logger  *slog.Logger
 	dataDir string
 
+	// state and merge carry this server's state in memberlist's push-pull
+	// exchanges (the sealed cluster CA, tls_gossip.go); either may be nil.
+	state     func() []byte
+	merge     func([]byte)
+	encrypted bool // with the key derived from the cluster secret
+
 	mu      sync.Mutex
 	members map[string]*Member
 	changed chan struct{}
 }
 
-func newGossip(cfg *Config, self memberMeta) (*gossip, error) {
-	g := &gossip{self: self, logger: cfg.Logger, dataDir: cfg.DataDir, members: map[string]*Member{}, changed: make(chan struct{})}
+// newGossip starts memberlist, encrypted with a key derived from secret.
+func newGossip(cfg *Config, secret string, self memberMeta, state func() []byte, merge func([]byte)) (*gossip, error) {
+	g := &gossip{self: self, logger: cfg.Logger, dataDir: cfg.DataDir, members: map[string]*Member{}, changed: make(chan struct{}),
+		state: state, merge: merge}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Name
 	mc.BindAddr = cfg.BindAddr
@@ -64,8 +72,8 @@ func newGossip(cfg *Config, self memberMeta) (*gossip, error) {
 	mc.Delegate = g
 	mc.Events = g
 	mc.Logger = logging.Std(cfg.Logger, "gossip")
-	if cfg.Token != "" {
-		key, err := gossipmeta.Key(cfg.Token)
+	if secret != "" {
+		key, err := gossipmeta.Key(secret)
 		if err != nil {
 			return nil, err
 		}
@@ -77,12 +85,12 @@ func newGossip(cfg *Config, self memberMeta) (*gossip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip on %s:%d: %w", cfg.BindAddr, cfg.GossipPort, err)
 	}
-	g.ml = ml
+	g.ml, g.encrypted = ml, mc.EncryptionEnabled()
 	return g, nil
 }
 
 // NodeMeta, NotifyMsg, GetBroadcasts, LocalState and MergeRemoteState make
-// gossip a memberlist.Delegate; only metadata is used.
+// gossip a memberlist.Delegate: metadata, and state in push-pull exchanges.
 func (g *gossip) NodeMeta(limit int) []byte {
 	b := g.self.Encode()
 	if len(b) > limit {
@@ -93,8 +101,32 @@ func (g *gossip) NodeMeta(limit int) []byte {
 }
 func (g *gossip) NotifyMsg([]byte)                           {}
 func (g *gossip) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (g *gossip) LocalState(join bool) []byte                { return nil }
-func (g *gossip) MergeRemoteState(buf []byte, join bool)     {}
+func (g *gossip) LocalState(join bool) []byte {
+	if g.state == nil {
+		return nil
+	}
+	return g.state()
+}
+func (g *gossip) MergeRemoteState(buf []byte, join bool) {
+	if g.merge != nil && len(buf) > 0 {
+		g.merge(buf)
+	}
+}
+
+// pull exchanges state with the given members now (a push-pull, as when
+// joining), so that state another server just created reaches this one
+// without waiting for the periodic exchange.
+func (g *gossip) pull(members []Member) {
+	var addrs []string
+	for _, m := range members {
+		if m.Name != g.ml.LocalNode().Name {
+			addrs = append(addrs, m.Address)
+		}
+	}
+	if len(addrs) > 0 {
+		g.ml.Join(addrs)
+	}
+}
 
 // NotifyJoin, NotifyLeave and NotifyUpdate make gossip a memberlist.EventDelegate.
 func (g *gossip) NotifyJoin(n *memberlist.Node)   { g.record(n, StatusAlive) }

@@ -51,12 +51,16 @@ func (a *Agent) serveHeartbeats(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if !a.onLeader(w, r, body) {
-		return
-	}
 	var req HeartbeatRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		writeError(w, apierrors.NewBadRequest("invalid heartbeat: "+err.Error()))
+		return
+	}
+	if err := a.authorizeHeartbeat(r, req.Nodes); err != nil {
+		writeError(w, err)
+		return
+	}
+	if !a.onLeader(w, r, body) {
 		return
 	}
 	a.beats.beat(req.Nodes, time.Now())

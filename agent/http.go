@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"crypto/subtle"
 	"fmt"
 	"io"
 	"net/http"
@@ -33,6 +32,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("/api/v1/", a.serveResource)
 	a.registerPodProxy(mux) // pod log and exec, passed to the pod's worker (http_podproxy.go)
 	a.registerImages(mux)   // image archives passed to the workers (http_images.go)
+	a.registerJoin(mux)     // join handshake and certificate renewal (tls_join.go)
 	mux.HandleFunc("/apis/", a.serveResource)
 
 	mux.HandleFunc("GET /v1/members", a.serveMembers)
@@ -42,6 +42,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/operator/raft/transfer-leader", a.serveTransferLeader)
 	mux.HandleFunc("GET /v1/operator/snapshot", a.serveSnapshotSave)
 	mux.HandleFunc("POST /v1/operator/snapshot/restore", a.serveSnapshotRestore)
+	a.registerTokens(mux) // join and user tokens (tokens.go)
 	mux.HandleFunc("GET /internal/v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.status()) })
 	mux.HandleFunc("GET /internal/v1/read-index", a.serveReadIndex)
 
@@ -52,33 +53,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	return a.recoverPanics(a.authenticate(m.instrument(a.refuseWritesWhenDiskLow(mux))))
-}
-
-// unauthenticatedPaths answer without credentials, as in Kubernetes.
-var unauthenticatedPaths = map[string]bool{"/healthz": true, "/livez": true, "/readyz": true, "/version": true}
-
-// authenticate requires the cluster token as a bearer token when one is set.
-func (a *Agent) authenticate(next http.Handler) http.Handler {
-	if a.cfg.Token == "" {
-		return next
-	}
-	want := []byte("Bearer " + a.cfg.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !unauthenticatedPaths[r.URL.Path] && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			a.logger.Warn("unauthenticated request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			writeError(w, apierrors.NewUnauthorized("a valid bearer token is required"))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// authorizePeer adds this server's credentials to a server-to-server call.
-func (a *Agent) authorizePeer(r *http.Request) {
-	if a.cfg.Token != "" {
-		r.Header.Set("Authorization", "Bearer "+a.cfg.Token)
-	}
+	return a.recoverPanics(a.guard(m.instrument(a.refuseWritesWhenDiskLow(mux))))
 }
 
 func (a *Agent) recoverPanics(next http.Handler) http.Handler {

@@ -216,7 +216,7 @@ func (a *Agent) importOnWorker(ctx context.Context, t imageTarget, body io.Reade
 		return res
 	}
 	req.Header.Set("Content-Type", "application/x-tar")
-	a.authorizePeer(req)
+	a.authorizeWorkerCall(req)
 	resp, err := a.peerClient.Do(req)
 	if err != nil {
 		res.Error = fmt.Sprintf("cannot reach the worker at %s: %v", req.URL.Host, err)

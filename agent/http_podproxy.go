@@ -50,7 +50,7 @@ func (a *Agent) servePodProxy(sub string) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		a.authorizePeer(req)
+		a.authorizeWorkerCall(req)
 		resp, err := a.peerClient.Do(req)
 		if err != nil {
 			if r.Context().Err() == nil {

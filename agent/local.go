@@ -77,7 +77,7 @@ func (a *Agent) CreateMany(ctx context.Context, objs []api.Object) ([]*fsm.Resul
 		}
 		var b []byte
 		if err == nil {
-			b, err = obj.Marshal()
+			b, err = a.sealForProposal(obj, false).Marshal()
 		}
 		if err != nil {
 			out[i] = &fsm.Result{Err: err}

@@ -94,7 +94,11 @@ func (a *Agent) serveGet(w http.ResponseWriter, r *http.Request, info requestInf
 		writeError(w, err)
 		return
 	}
-	rec := view.Get(info.Kind, info.Namespace, info.Name)
+	rec, err := a.servedRecord(view.Get(info.Kind, info.Namespace, info.Name))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	if rec == nil {
 		writeError(w, apierrors.NewNotFound(groupResource(info.Kind), info.Name))
 		return
@@ -146,10 +150,14 @@ type matcher struct {
 	namespace string
 	labels    labels.Selector
 	fields    fields.Selector
+	hidden    string // a namespace the caller may not see (authz.go), or ""
 }
 
 func (m *matcher) matches(rec *fsm.Record) bool {
 	if rec.Kind != m.kind || (m.namespace != "" && rec.Obj.GetNamespace() != m.namespace) {
+		return false
+	}
+	if m.hidden != "" && (rec.Obj.GetNamespace() == m.hidden || rec.Kind == api.Namespace && rec.Obj.GetName() == m.hidden) {
 		return false
 	}
 	if !m.labels.Empty() && !m.labels.Matches(labels.Set(rec.Obj.GetLabels())) {
@@ -205,7 +213,7 @@ func (a *Agent) serveList(w http.ResponseWriter, r *http.Request, info requestIn
 		writeError(w, err)
 		return
 	}
-	m := &matcher{kind: info.Kind, namespace: info.Namespace, labels: ls, fields: fs}
+	m := &matcher{kind: info.Kind, namespace: info.Namespace, labels: ls, fields: fs, hidden: hiddenNamespace(PrincipalOf(r))}
 	// The items come first (a page needs its continue token, known only at
 	// its end); they are the cached encodings, referenced, not copied.
 	var items []*fsm.Record
@@ -215,7 +223,7 @@ func (a *Agent) serveList(w http.ResponseWriter, r *http.Request, info requestIn
 			more = true
 			return false
 		}
-		items = append(items, rec)
+		items = append(items, a.listedRecord(rec))
 		last = rec.Key
 		return true
 	})

@@ -36,6 +36,8 @@ func (a *Agent) propose(ctx context.Context, cmd fsm.Command) (*fsm.Result, erro
 
 // proposeObject encodes obj into a Create or Update command and proposes it.
 func (a *Agent) proposeObject(ctx context.Context, cmd fsm.Command, obj api.Object) (*fsm.Result, error) {
+	_, update := cmd.(*fsm.Update)
+	obj = a.sealForProposal(obj, update) // Secrets reach Raft encrypted (secrets_crypt.go)
 	b, err := obj.Marshal()
 	if err != nil {
 		return nil, err

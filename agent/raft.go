@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"crypto/hkdf"
-	"crypto/sha256"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +13,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"orch.dev/orch/internal/logging"
+	"orch.dev/orch/internal/rafttls"
 )
 
 // raftNode bundles the Raft instance with the stores it must close.
@@ -25,13 +24,6 @@ type raftNode struct {
 	transport *watchdogTransport
 	// hadState is true when the data dir held Raft state at start.
 	hadState bool
-}
-
-func raftKey(token string) ([]byte, error) {
-	if token == "" {
-		return nil, nil
-	}
-	return hkdf.Key(sha256.New, []byte(token), nil, "orch raft handshake v1", 32)
 }
 
 func (a *Agent) setupRaft(notify chan bool) (*raftNode, error) {
@@ -63,13 +55,14 @@ func (a *Agent) setupRaft(notify chan bool) (*raftNode, error) {
 		store.Close()
 		return nil, err
 	}
-	key, err := raftKey(cfg.Token)
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
-	bind := net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.RaftPort))
-	stream, err := newStreamLayer(bind, cfg.raftAddr(), key, a.logger)
+	// Raft speaks mutual TLS, server certificates at both ends; until this
+	// server has the cluster CA it refuses connections and its dials fail.
+	stream, err := rafttls.Listen(rafttls.Config{
+		Bind:      net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.RaftPort)),
+		Advertise: cfg.raftAddr(),
+		GetConfig: a.tls.raftConfig,
+		Logger:    a.logger.With("component", "raft-tls"),
+	})
 	if err != nil {
 		store.Close()
 		return nil, err

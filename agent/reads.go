@@ -117,7 +117,7 @@ func (a *Agent) fetchReadIndex() (uint64, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/internal/v1/read-index", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.peerURL(addr)+"/internal/v1/read-index", nil)
 	a.authorizePeer(req)
 	resp, err := a.peerClient.Do(req)
 	if err != nil {

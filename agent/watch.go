@@ -31,7 +31,7 @@ func (a *Agent) serveWatch(w http.ResponseWriter, r *http.Request, info requestI
 		writeError(w, err)
 		return
 	}
-	m := &matcher{kind: info.Kind, namespace: info.Namespace, labels: ls, fields: fs}
+	m := &matcher{kind: info.Kind, namespace: info.Namespace, labels: ls, fields: fs, hidden: hiddenNamespace(PrincipalOf(r))}
 	ctx := r.Context()
 	if s := q.Get("timeoutSeconds"); s != "" {
 		secs, err := strconv.Atoi(s)
@@ -57,7 +57,7 @@ func (a *Agent) serveWatch(w http.ResponseWriter, r *http.Request, info requestI
 		}
 		cursor = view.Index()
 		m.each(view, "", func(rec *fsm.Record) bool {
-			initial = append(initial, rec)
+			initial = append(initial, a.listedRecord(rec))
 			return true
 		})
 	default:
@@ -117,7 +117,7 @@ func (a *Agent) serveWatch(w http.ResponseWriter, r *http.Request, info requestI
 		for _, e := range evs {
 			cursor = e.Index()
 			if t, ok := visibleChange(m, e); ok {
-				writeEvent(&out, t, e.Record.JSON())
+				writeEvent(&out, t, a.listedRecord(e.Record).JSON())
 			}
 		}
 		if !send() {

@@ -25,8 +25,8 @@ type watchLine struct {
 func openWatch(t *testing.T, a *Agent, query string) (<-chan watchLine, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+a.HTTPAddr()+cmPath+"?watch=true&"+query, nil)
-	resp, err := http.DefaultClient.Do(req)
+	req, _ := newAPIRequest(ctx, a, "GET", cmPath+"?watch=true&"+query, nil)
+	resp, err := apiHTTPClient(a).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,9 @@ func (a *Agent) serveCreate(w http.ResponseWriter, r *http.Request, info request
 		return
 	}
 	if !a.onLeader(w, r, body) {
+		if obj, err := decodeBody(info.Kind, r, body); err == nil {
+			noteAuditName(r, obj.GetName()) // forwarded: the audit line here names the object too
+		}
 		return
 	}
 	rid, err := requestID(r)
@@ -52,9 +55,11 @@ func (a *Agent) serveCreate(w http.ResponseWriter, r *http.Request, info request
 		obj.SetNamespace(info.Namespace)
 	}
 	if err := a.prepareCreate(k, obj, a.fsm.View()); err != nil {
+		noteAuditName(r, obj.GetName())
 		writeError(w, err)
 		return
 	}
+	noteAuditName(r, obj.GetName())
 	if isDryRun(q) {
 		writeJSON(w, http.StatusCreated, obj)
 		return
@@ -82,6 +87,11 @@ func (a *Agent) writeRecord(w http.ResponseWriter, r *http.Request, code int, k 
 			return
 		}
 		rec = then
+	}
+	rec, err := a.servedRecord(rec)
+	if err != nil {
+		writeError(w, err)
+		return
 	}
 	if rec == nil {
 		writeError(w, apierrors.NewNotFound(groupResource(k), name))
@@ -218,7 +228,11 @@ func (a *Agent) writeUpdate(w http.ResponseWriter, r *http.Request, info request
 		return
 	}
 	for attempt := 0; ; attempt++ {
-		old := a.fsm.View().Get(k, info.Namespace, info.Name)
+		old, err := a.servedRecord(a.fsm.View().Get(k, info.Namespace, info.Name))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
 		if old == nil {
 			writeError(w, apierrors.NewNotFound(groupResource(k), info.Name))
 			return
@@ -397,7 +411,7 @@ func (a *Agent) serveDeleteCollection(w http.ResponseWriter, r *http.Request, in
 		writeError(w, err)
 		return
 	}
-	m := &matcher{kind: info.Kind, namespace: info.Namespace, labels: ls, fields: fs}
+	m := &matcher{kind: info.Kind, namespace: info.Namespace, labels: ls, fields: fs, hidden: hiddenNamespace(PrincipalOf(r))}
 	var batch fsm.Batch
 	now := time.Now()
 	m.each(a.fsm.View(), "", func(rec *fsm.Record) bool {

@@ -100,20 +100,21 @@ func newApp(e *env) *cli.App {
 		EnableBashCompletion: true,
 		ExitErrHandler:       func(*cli.Context, error) {},
 		OnUsageError:         usageError,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "server", Aliases: []string{"s"}, EnvVars: []string{"ORCH_ADDR"},
 				Usage: "orch API servers, comma-separated `URL`s (the CLI fails over between them)"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"ORCH_TOKEN"}, Usage: "bearer `TOKEN` (the cluster secret)"},
 			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Value: "default", Usage: "`NAMESPACE` of namespaced objects"},
 			&cli.StringFlag{Name: "request-timeout", Value: defaultRequestTimeout.String(),
 				Usage: "how long a request keeps retrying across servers and elections (`DURATION`, 0 = no limit)"},
-		},
+		}, connectionFlags()...), // config.go
 		Commands: []*cli.Command{
 			applyCommand(e), createCommand(e), getCommand(e), describeCommand(e), deleteCommand(e),
 			labelCommand(e), scaleCommand(e), rolloutCommand(e), setCommand(e),
 			logsCommand(e), execCommand(e), imageCommand(e),
 			cordonCommand(e, true), cordonCommand(e, false), drainCommand(e), membersCommand(e), operatorCommand(e),
 			apiResourcesCommand(e), versionCommand(e), completionCommand(e), helpCommand(e),
+			configCommand(e),
 		},
 		Action: groupAction(e, nil),
 	}
@@ -197,19 +198,30 @@ func oneLine(s string) string {
 
 // client connects to the servers the global flags name.
 func (e *env) client(c *cli.Context) (*client.Client, error) {
-	list := c.String("server")
+	fc, err := connection(c) // flags over the connection file (config.go)
+	if err != nil {
+		return nil, err
+	}
+	list := strings.Join(fc.Servers, ",")
 	if strings.TrimSpace(list) == "" {
-		return nil, errors.New("no orch server given: set --server or ORCH_ADDR (e.g. http://127.0.0.1:7400)")
+		return nil, errors.New("no orch server given: set --server or ORCH_ADDR (e.g. https://127.0.0.1:7400), or ORCH_CONFIG")
 	}
 	servers, err := client.ParseServers(list)
 	if err != nil {
 		return nil, fmt.Errorf("--server: %w", err)
 	}
+	tlsCfg := fc.TLS()
+	if tlsCfg.Enabled() {
+		// Addresses without a scheme mean HTTPS when a CA is given.
+		if servers, err = client.ParseServersScheme(list, "https"); err != nil {
+			return nil, fmt.Errorf("--server: %w", err)
+		}
+	}
 	timeout, err := parseTimeout(c.String("request-timeout"))
 	if err != nil {
 		return nil, err
 	}
-	cfg := client.Config{Servers: servers, Token: c.String("token"), RetryFor: timeout,
+	cfg := client.Config{Servers: servers, Token: fc.Token, TLS: tlsCfg, RetryFor: timeout,
 		AttemptTimeout: min(timeout, 30*time.Second), UserAgent: "orchctl/" + Version}
 	return client.New(cfg)
 }

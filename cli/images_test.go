@@ -112,8 +112,8 @@ func testArchive(t *testing.T) []byte {
 func TestImageImport(t *testing.T) {
 	const token = "s3cret"
 	c := inproc.Start(t, inproc.Options{Token: token})
-	srv := "http://" + c.Agents[0].HTTPAddr()
-	cl, err := client.New(client.Config{Servers: []string{srv}, Token: token})
+	srv := registerCA(t, c.Agents[0])
+	cl, err := client.New(client.Config{Servers: []string{srv}, Token: token, TLS: c.TLS()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestImageImport(t *testing.T) {
 // With no Ready worker the server says so, and sends nothing.
 func TestImageImportWithoutWorkers(t *testing.T) {
 	c := inproc.Start(t, inproc.Options{})
-	srv := "http://" + c.Agents[0].HTTPAddr()
+	srv := registerCA(t, c.Agents[0])
 	w := newFakeWorker(t, "", "")
 	addNode(t, c.Client(), "w1", w.port(), false, nil)
 	file := writeFile(t, t.TempDir(), "web.tar", string(testArchive(t)))

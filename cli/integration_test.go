@@ -65,7 +65,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 
 func testClient(t *testing.T, server string) *client.Client {
 	t.Helper()
-	c, err := client.New(client.Config{Servers: []string{server}, RetryFor: 10 * time.Second})
+	c, err := client.New(client.Config{Servers: []string{server}, Token: tokenOf(server), TLS: client.TLS{CAFile: caFileOf(server)}, RetryFor: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +405,7 @@ func TestIntegration(t *testing.T) {
 		var out, errb syncBuffer
 		done := make(chan int, 1)
 		go func() {
-			done <- Run(ctx, []string{"orchctl", "get", "configmaps", "-w", "--server", srv}, strings.NewReader(""), &out, &errb)
+			done <- Run(ctx, append([]string{"orchctl", "get", "configmaps", "-w", "--server", srv}, caArgs(srv)...), strings.NewReader(""), &out, &errb)
 		}()
 		cm := &corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 			ObjectMeta: metav1.ObjectMeta{Name: "watched", Namespace: "default"}, Data: map[string]string{"k": "v"}}

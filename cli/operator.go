@@ -42,7 +42,7 @@ func outputFlag(formats string) cli.Flag {
 func operatorCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "operator",
-		Usage: "cluster operations: Raft membership and leadership, snapshots",
+		Usage: "cluster operations: Raft membership and leadership, snapshots, tokens",
 		Subcommands: []*cli.Command{
 			{
 				Name:   "raft",
@@ -70,6 +70,7 @@ func operatorCommand(e *env) *cli.Command {
 					{Name: "restore", Usage: "replace the whole cluster state with a snapshot's (disaster recovery)", ArgsUsage: "FILE", Action: e.snapshotRestore},
 				},
 			},
+			tokenCommand(e), // cli/token.go
 		},
 		Action: groupAction(e, []string{"operator"}),
 	}

@@ -27,7 +27,7 @@ import (
 func opsServer(t *testing.T) (string, *client.Client) {
 	t.Helper()
 	c := inproc.Start(t, inproc.Options{})
-	return "http://" + c.Agents[0].HTTPAddr(), c.Client()
+	return registerCA(t, c.Agents[0]), c.Client()
 }
 
 // background runs orchctl until it exits or the test ends.
@@ -41,7 +41,7 @@ func startCLI(t *testing.T, srv string, args ...string) *background {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &background{done: make(chan int, 1)}
 	go func() {
-		b.done <- Run(ctx, append([]string{"orchctl", "--server", srv}, args...), strings.NewReader(""), &b.out, &b.err)
+		b.done <- Run(ctx, append(append([]string{"orchctl", "--server", srv}, caArgs(srv)...), args...), strings.NewReader(""), &b.out, &b.err)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -20,7 +20,7 @@ func runCLI(t *testing.T, server, stdin string, args ...string) result {
 	var out, errb bytes.Buffer
 	full := []string{"orchctl"}
 	if server != "" {
-		full = append(full, "--server", server)
+		full = append(append(full, "--server", server), caArgs(server)...)
 	}
 	full = append(full, args...)
 	code := Run(context.Background(), full, strings.NewReader(stdin), &out, &errb)

@@ -44,10 +44,11 @@ func testServer(t *testing.T) string {
 		defer cancel()
 		a.Shutdown(ctx)
 	})
-	url := "http://" + a.HTTPAddr()
+	url := registerCA(t, a)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: testTLSConfig(t, url)}}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if ready(url+"/readyz") && ready(url+"/api/v1/namespaces/default") {
+		if ready(hc, url+"/readyz", "") && ready(hc, url+"/api/v1/namespaces/default", tokenOf(url)) {
 			return url
 		}
 		if time.Now().After(deadline) {
@@ -57,8 +58,15 @@ func testServer(t *testing.T) string {
 	}
 }
 
-func ready(url string) bool {
-	resp, err := http.Get(url)
+func ready(hc *http.Client, url, token string) bool {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return false
 	}

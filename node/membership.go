@@ -1,17 +1,21 @@
 package node
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 
 	"orch.dev/orch/internal/gossipmeta"
 	"orch.dev/orch/internal/logging"
+	"orch.dev/orch/internal/pki"
 )
 
 // MembershipConfig says how a worker joins gossip.
@@ -25,18 +29,75 @@ type MembershipConfig struct {
 }
 
 // Membership is a worker's place in gossip: through it the worker learns
-// the API servers, with no fixed server list.
+// the API servers, with no fixed server list, and the sealed cluster CA
+// the servers share (ClusterCA).
 type Membership struct {
-	ml *memberlist.Memberlist
+	ml    *memberlist.Memberlist
+	d     *workerDelegate
+	token string
 }
 
-type workerDelegate struct{ meta []byte }
+type workerDelegate struct {
+	meta []byte
 
-func (d workerDelegate) NodeMeta(int) []byte                  { return d.meta }
-func (workerDelegate) NotifyMsg([]byte)                       {}
-func (workerDelegate) GetBroadcasts(int, int) [][]byte        { return nil }
-func (workerDelegate) LocalState(bool) []byte                 { return nil }
-func (workerDelegate) MergeRemoteState(buf []byte, join bool) {}
+	mu       sync.Mutex
+	sealedCA []byte // the last one a server sent (gossipmeta.State)
+}
+
+func (d *workerDelegate) NodeMeta(int) []byte           { return d.meta }
+func (*workerDelegate) NotifyMsg([]byte)                {}
+func (*workerDelegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (*workerDelegate) LocalState(bool) []byte          { return nil }
+func (d *workerDelegate) MergeRemoteState(buf []byte, join bool) {
+	var st gossipmeta.State
+	if json.Unmarshal(buf, &st) != nil || st.V != gossipmeta.StateV1 || len(st.SealedCA) == 0 {
+		return
+	}
+	d.mu.Lock()
+	d.sealedCA = st.SealedCA
+	d.mu.Unlock()
+}
+
+// ErrNoClusterCA means no server has sent the cluster CA yet.
+var ErrNoClusterCA = errors.New("no server has sent the cluster CA over gossip yet")
+
+// ClusterCA opens the sealed CA the servers sent with the cluster secret
+// (--token): the secret proves the CA is the cluster's, and a worker
+// holding it may issue its own certificate.
+func (m *Membership) ClusterCA() (*pki.CA, error) {
+	m.d.mu.Lock()
+	b := m.d.sealedCA
+	m.d.mu.Unlock()
+	if b == nil {
+		return nil, ErrNoClusterCA
+	}
+	var s pki.SealedCA
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, err
+	}
+	return s.Open([]byte(m.token))
+}
+
+// WaitClusterCA waits for ClusterCA, asking the servers again now and then.
+func (m *Membership) WaitClusterCA(timeout time.Duration) (*pki.CA, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		ca, err := m.ClusterCA()
+		if !errors.Is(err, ErrNoClusterCA) || time.Now().After(deadline) {
+			return ca, err
+		}
+		var addrs []string
+		for _, n := range m.ml.Members() {
+			if meta, err := gossipmeta.Decode(n.Meta); err == nil && meta.Role == gossipmeta.RoleServer {
+				addrs = append(addrs, n.Address())
+			}
+		}
+		if len(addrs) > 0 {
+			m.ml.Join(addrs) // a push-pull: the servers send their state
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
 
 // Join joins gossip as a worker, retrying until a member answers or the
 // timeout passes.
@@ -47,7 +108,8 @@ func Join(cfg MembershipConfig, timeout time.Duration) (*Membership, error) {
 	mc.BindPort = cfg.GossipPort
 	mc.AdvertiseAddr = cfg.BindAddr
 	mc.AdvertisePort = cfg.GossipPort
-	mc.Delegate = workerDelegate{meta: gossipmeta.Meta{Role: gossipmeta.RoleWorker}.Encode()}
+	d := &workerDelegate{meta: gossipmeta.Meta{Role: gossipmeta.RoleWorker}.Encode()}
+	mc.Delegate = d
 	mc.Logger = logging.Std(cfg.Logger, "gossip")
 	if cfg.Token != "" {
 		key, err := gossipmeta.Key(cfg.Token)
@@ -71,7 +133,7 @@ func Join(cfg MembershipConfig, timeout time.Duration) (*Membership, error) {
 	for {
 		n, err := ml.Join(addrs)
 		if n > 0 {
-			return &Membership{ml: ml}, nil
+			return &Membership{ml: ml, d: d, token: cfg.Token}, nil
 		}
 		if time.Now().After(deadline) {
 			ml.Shutdown()
@@ -81,13 +143,14 @@ func Join(cfg MembershipConfig, timeout time.Duration) (*Membership, error) {
 	}
 }
 
-// Servers returns the API URLs of the alive servers, sorted.
+// Servers returns the API addresses (host:port) of the alive servers,
+// sorted; clients with the cluster CA speak HTTPS to them.
 func (m *Membership) Servers() []string {
 	var out []string
 	for _, n := range m.ml.Members() {
 		meta, err := gossipmeta.Decode(n.Meta)
 		if err == nil && meta.Role == gossipmeta.RoleServer && meta.HTTP != "" {
-			out = append(out, "http://"+meta.HTTP)
+			out = append(out, meta.HTTP)
 		}
 	}
 	sort.Strings(out)

@@ -15,7 +15,10 @@ SERVERS=(10.200.0.11 10.200.0.12 10.200.0.13)
 WORKERS=(w1 w2)
 WORKER_IPS=(10.200.0.21 10.200.0.22)
 CTRD=/run/orch-demo/containerd
-export ORCH_ADDR=http://10.200.0.11:7400,http://10.200.0.12:7400,http://10.200.0.13:7400
+export ORCH_ADDR=https://10.200.0.11:7400,https://10.200.0.12:7400,https://10.200.0.13:7400
+# Security is on: the API speaks HTTPS with certificates of the cluster CA
+# the first server creates; orchctl trusts that CA only (ORCH_CA_FILE).
+export ORCH_CA_FILE=$DEMO/ca.crt
 
 say()  { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run()  { printf '$ %s\n' "$*"; "$@"; }
@@ -99,8 +102,8 @@ ready_web()   { # N: the web Deployment has N ready replicas (READY column N/N)
 
 down
 mkdir -p "$DEMO" /run/orch-demo
-# A secret for the cluster: the servers listen on a non-loopback address,
-# so the API, Raft and gossip require it.
+# A secret for the cluster (--token): the servers share it; it seals the
+# cluster CA's key, encrypts gossip and is the admin's bearer token.
 head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$DEMO/token"
 chmod 600 "$DEMO/token"
 export ORCH_TOKEN=$(cat "$DEMO/token")
@@ -112,6 +115,8 @@ scripts/containerd.sh start "$CTRD" >/dev/null
 
 say "Starting three orch servers (Raft + gossip + API, scheduler and controllers on the leader)"
 for i in 0 1 2; do start_server "s$((i + 1))" "${SERVERS[$i]}"; done
+wait_for 30 "the cluster CA (s1 creates it before bootstrapping)" test -s "$DEMO/s1/tls/ca.crt"
+cp "$DEMO/s1/tls/ca.crt" "$ORCH_CA_FILE"
 wait_for 30 "a leader and three voters" voters 3
 run "$BIN/orchctl" operator raft list-peers
 
@@ -151,14 +156,13 @@ run "$BIN/orchctl" -n shop get pods -o wide
 say "Restarting $OLD with its data dir: it rejoins and catches up"
 idx=$(( ${OLD#s} - 1 ))
 start_server "$OLD" "${SERVERS[$idx]}"
-wait_for 60 "$OLD to catch up (/readyz)" curl -sf "http://${SERVERS[$idx]}:7400/readyz"
+wait_for 60 "$OLD to catch up (/readyz)" curl -sf --cacert "$ORCH_CA_FILE" "https://${SERVERS[$idx]}:7400/readyz"
 run "$BIN/orchctl" operator raft list-peers
 
 say "Demo finished: the cluster is still running"
 cat <<TXT
 Try next:
-  export ORCH_ADDR=$ORCH_ADDR
-  export ORCH_TOKEN=\$(cat .demo/token)
+  export ORCH_CONFIG=$DEMO/s1/admin.conf   # or: ORCH_ADDR, ORCH_TOKEN and ORCH_CA_FILE=.demo/ca.crt
   bin/orchctl -n shop get pods -o wide
   curl http://${WORKER_IPS[1]}:30080/
   bin/orchctl -n shop set image deployment/web web=orch.test/web:v1 && bin/orchctl -n shop rollout status deployment/web

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -34,6 +35,9 @@ type Config struct {
 	Servers []string
 	// Token is sent as a bearer token when set.
 	Token string
+	// TLS: the cluster CA and an optional client certificate (tls.go).
+	// With a CA, server addresses without a scheme mean https://.
+	TLS TLS
 	// RetryFor bounds how long one call keeps retrying across servers and
 	// elections before it fails (default 20s).
 	RetryFor time.Duration
@@ -70,7 +74,13 @@ const (
 
 // ParseServers splits a comma-separated list of server URLs, as given in
 // ORCH_ADDR or --server, and checks each one.
-func ParseServers(list string) ([]string, error) {
+func ParseServers(list string) ([]string, error) { return parseServers(list, "http") }
+
+// ParseServersScheme is ParseServers with scheme for addresses that have none.
+func ParseServersScheme(list, scheme string) ([]string, error) { return parseServers(list, scheme) }
+
+// parseServers is ParseServers with the scheme of addresses that have none.
+func parseServers(list, scheme string) ([]string, error) {
 	var out []string
 	for _, s := range strings.Split(list, ",") {
 		s = strings.TrimSpace(s)
@@ -78,7 +88,7 @@ func ParseServers(list string) ([]string, error) {
 			continue
 		}
 		if !strings.Contains(s, "://") {
-			s = "http://" + s
+			s = scheme + "://" + s
 		}
 		u, err := url.Parse(s)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
@@ -100,9 +110,19 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Servers) == 0 {
 		return nil, errors.New("no orch server given (set ORCH_ADDR or --server)")
 	}
-	servers, err := ParseServers(strings.Join(cfg.Servers, ","))
+	scheme := "http"
+	if cfg.TLS.Enabled() {
+		scheme = "https"
+	}
+	servers, err := parseServers(strings.Join(cfg.Servers, ","), scheme)
 	if err != nil {
 		return nil, err
+	}
+	var tlsConfig *tls.Config
+	if cfg.TLS.Enabled() {
+		if tlsConfig, err = cfg.TLS.Config(); err != nil {
+			return nil, err
+		}
 	}
 	c := &Client{servers: servers, token: cfg.Token, agent: cfg.UserAgent, retry: cfg.RetryFor, attempt: cfg.AttemptTimeout,
 		hc: cfg.HTTPClient, down: map[int]time.Time{}}
@@ -121,6 +141,7 @@ func New(cfg Config) (*Client, error) {
 			MaxIdleConns:        1024,
 			MaxIdleConnsPerHost: 512,
 			IdleConnTimeout:     90 * time.Second,
+			TLSClientConfig:     tlsConfig,
 		}}
 	}
 	c.leader.Store(-1)
@@ -307,7 +328,7 @@ var errRefused = errors.New("connection refused")
 
 func (c *Client) pin(server string) []int {
 	for i, s := range c.servers {
-		if s == server || strings.TrimPrefix(s, "http://") == server {
+		if s == server || strings.TrimPrefix(strings.TrimPrefix(s, "http://"), "https://") == server {
 			return []int{i}
 		}
 	}

@@ -223,7 +223,7 @@ func memSummary(r RSSResult) string {
 func apiSnapshot(env *Env, c *testcluster.Cluster, run int) APISnapshot {
 	leader := c.WaitLeader(nil, 30*time.Second)
 	t0 := time.Now()
-	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Get(leader.URL() + "/v1/operator/snapshot")
+	resp, err := orchHTTP(5 * time.Minute).Get(leader.URL() + "/v1/operator/snapshot")
 	if err != nil {
 		env.Fatal(err)
 	}
@@ -313,7 +313,7 @@ func saveURL(url, path string, timeout time.Duration) {
 		fmt.Fprintf(os.Stderr, "profile: %v\n", err)
 		return
 	}
-	resp, err := (&http.Client{Timeout: timeout}).Get(url)
+	resp, err := orchHTTP(timeout).Get(url)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "profile: %v\n", err)
 		return

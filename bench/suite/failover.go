@@ -117,7 +117,7 @@ func Failover(env *Env, cfg FailoverConfig, progress func(string)) FailoverResul
 
 // startFailoverCluster is StartOrch with extra server flags.
 func startFailoverCluster(env *Env, args []string) *testcluster.Cluster {
-	return testcluster.Start(env, testcluster.Options{Servers: 3, Args: append([]string{"--log-level", "info"}, args...)})
+	return started(testcluster.Start(env, testcluster.Options{Servers: 3, Args: append([]string{"--log-level", "info"}, args...)}))
 }
 
 // ackWriters create ConfigMaps in a closed loop and record when each
@@ -268,7 +268,7 @@ func unplanned(env *Env, c *testcluster.Cluster, w *ackWriters, kills int) Unpla
 // waitNewLeader polls the servers other than old every 10 ms and returns
 // when one first reports itself leader (zero at the deadline).
 func waitNewLeader(c *testcluster.Cluster, old *testcluster.Server, deadline time.Time) time.Time {
-	hc := &http.Client{Timeout: 500 * time.Millisecond}
+	hc := orchHTTP(500 * time.Millisecond)
 	for time.Now().Before(deadline) {
 		for _, s := range c.Servers {
 			if s == old {

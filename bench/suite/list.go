@@ -99,7 +99,7 @@ func List(env *Env, run int, c *testcluster.Cluster, cl *client.Client, lists, t
 	// server, so rotate over one-server clients.
 	var single []*client.Client
 	for _, u := range urls {
-		one, err := client.New(client.Config{Servers: []string{u}})
+		one, err := client.New(orchConfig([]string{u}))
 		if err != nil {
 			env.Fatal(err)
 		}

@@ -30,12 +30,14 @@ const ValueSize = 1024
 // benchmark asks for the product default, info, so that per-request debug
 // lines do not cost throughput.
 func StartOrch(env *Env) *testcluster.Cluster {
-	return testcluster.Start(env, testcluster.Options{Servers: 3, Args: []string{"--log-level", "info"}})
+	return started(testcluster.Start(env, testcluster.Options{Servers: 3, Args: []string{"--log-level", "info"}}))
 }
 
 // OrchClient is one client for every server, as an application would use.
 func OrchClient(env *Env, c *testcluster.Cluster) *client.Client {
-	cl, err := client.New(client.Config{Servers: c.URLs(), RetryFor: 30 * time.Second, UserAgent: "orch-bench"})
+	cfg := orchConfig(c.URLs())
+	cfg.RetryFor, cfg.UserAgent = 30*time.Second, "orch-bench"
+	cl, err := client.New(cfg)
 	if err != nil {
 		env.Fatal(err)
 	}
@@ -147,7 +149,7 @@ func Settle(ctx context.Context, cl *client.Client, c *testcluster.Cluster, ns, 
 // WaitObject polls one server with stale reads until it serves ns/name:
 // the server has applied the log up to that object's write.
 func WaitObject(ctx context.Context, url, ns, name string, timeout time.Duration) error {
-	hc := &http.Client{Timeout: 2 * time.Second}
+	hc := orchHTTP(2 * time.Second)
 	deadline := time.Now().Add(timeout)
 	path := url + api.ConfigMap.ObjectPath(ns, name) + "?stale=true"
 	for {
@@ -171,7 +173,7 @@ func WaitObject(ctx context.Context, url, ns, name string, timeout time.Duration
 
 // Ready reports whether a server answers /readyz with 200.
 func Ready(url string) bool {
-	hc := &http.Client{Timeout: time.Second}
+	hc := orchHTTP(time.Second)
 	resp, err := hc.Get(url + "/readyz")
 	if err != nil {
 		return false
@@ -230,7 +232,7 @@ func statusKiB(pid int, field string) (int64, error) {
 // GoMemStats reads a few Go runtime gauges from a server's /metrics, to
 // tell live heap from what the runtime merely holds.
 func GoMemStats(url string) (map[string]float64, error) {
-	hc := &http.Client{Timeout: 5 * time.Second}
+	hc := orchHTTP(5 * time.Second)
 	resp, err := hc.Get(url + "/metrics")
 	if err != nil {
 		return nil, err

@@ -134,7 +134,7 @@ func startProxySite(env *Env, simNodes int) *proxySite {
 	net.AddAddrs(env, 11, 12, 13, 20) // the servers, the simulator
 	tok := make([]byte, 16)
 	rand.Read(tok)
-	c := testcluster.Start(env, testcluster.Options{Servers: 3, Prefix: net.Prefix, Token: hex.EncodeToString(tok), LogLevel: "info"})
+	c := started(testcluster.Start(env, testcluster.Options{Servers: 3, Prefix: net.Prefix, Token: hex.EncodeToString(tok), LogLevel: "info"}))
 	s := &proxySite{env: env, c: c, cl: c.Client(), sims: simNodes}
 	c.Simulate(simNodes, "--pods", "5000", "--log-level", "warn") // on .20: before the workers
 	for i, name := range []string{"w1", "w2"} {

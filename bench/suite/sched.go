@@ -114,7 +114,7 @@ func startSchedCluster(env *Env, nodes int) (*testcluster.Cluster, *client.Clien
 	if err != nil {
 		env.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(testcluster.Binaries(env), "orchd"), "simulate", "--join", ip,
+	cmd := exec.Command(filepath.Join(testcluster.Binaries(env), "orchd"), "simulate", "--join", ip, "--token", c.Token(),
 		"--bind", simIP, "--nodes", fmt.Sprint(nodes), "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

@@ -116,7 +116,7 @@ func Watch(env *Env, run int, mode string, c *testcluster.Cluster, writer *clien
 		var clients []*client.Client
 		for i := range urls {
 			rot := append(append([]string{}, urls[i:]...), urls[:i]...)
-			cl, err := client.New(client.Config{Servers: rot})
+			cl, err := client.New(orchConfig(rot))
 			if err != nil {
 				env.Fatal(err)
 			}
@@ -143,7 +143,7 @@ func Watch(env *Env, run int, mode string, c *testcluster.Cluster, writer *clien
 		if err != nil {
 			env.Fatal(err)
 		}
-		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Watchers}}
+		hc := orchHTTP(0) // keeps idle connections for every watcher
 		for i := range cfg.Watchers {
 			u := urls[i%len(urls)] + api.ConfigMap.Path(watchNamespace) + "?watch=true&resourceVersion=" + list.ResourceVersion
 			wg.Add(1)

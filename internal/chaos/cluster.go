@@ -37,7 +37,9 @@ type Cluster struct {
 	Servers []*Host
 	Others  []*Host
 	bin     string
-	hc      *http.Client
+	hc      *http.Client // httpClient, once the CA is known
+	caMu    sync.Mutex
+	ca      []byte // the cluster CA certificate (tls.go)
 	mounts  []string
 
 	mu sync.Mutex
@@ -65,7 +67,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t.Fatal(err)
 	}
 	t.Logf("network made in %s", time.Since(began).Round(time.Millisecond))
-	c := &Cluster{t: t, Net: n, Token: randomToken(), bin: testcluster.Binaries(t), hc: &http.Client{Timeout: 2 * time.Second}}
+	c := &Cluster{t: t, Net: n, Token: randomToken(), bin: testcluster.Binaries(t)}
 	t.Cleanup(c.close)
 	for i := range opts.Servers {
 		h := c.newHost(fmt.Sprintf("s%d", i+1), n.IP(11+i), true)
@@ -149,7 +151,7 @@ func (c *Cluster) Client(urls ...string) *client.Client {
 	if len(urls) == 0 {
 		urls = c.URLs()
 	}
-	cl, err := client.New(client.Config{Servers: urls, Token: c.Token, RetryFor: 15 * time.Second,
+	cl, err := client.New(client.Config{Servers: urls, Token: c.Token, TLS: client.TLS{CAPEM: c.caPEM()}, RetryFor: 15 * time.Second,
 		AttemptTimeout: 3 * time.Second, UserAgent: "orch-chaos"})
 	if err != nil {
 		c.t.Fatal(err)
@@ -174,7 +176,7 @@ func (c *Cluster) Status(h *Host) (Status, error) {
 	var st Status
 	req, _ := http.NewRequest(http.MethodGet, h.URL()+"/internal/v1/status", nil)
 	req.Header.Set("Authorization", "Bearer "+c.Token)
-	resp, err := c.hc.Do(req)
+	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return st, err
 	}
@@ -271,7 +273,7 @@ func (c *Cluster) Healthy() bool {
 }
 
 func (c *Cluster) ready(h *Host) bool {
-	resp, err := c.hc.Get(h.URL() + "/readyz")
+	resp, err := c.httpClient().Get(h.URL() + "/readyz")
 	if err != nil {
 		return false
 	}

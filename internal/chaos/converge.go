@@ -21,7 +21,7 @@ type serverState struct {
 }
 
 func (c *Cluster) localState(ctx context.Context, h *Host) (serverState, error) {
-	cl, err := client.New(client.Config{Servers: []string{h.URL()}, Token: c.Token, RetryFor: 5 * time.Second, AttemptTimeout: 5 * time.Second})
+	cl, err := client.New(client.Config{Servers: []string{h.URL()}, Token: c.Token, TLS: client.TLS{CAPEM: c.caPEM()}, RetryFor: 5 * time.Second, AttemptTimeout: 5 * time.Second})
 	if err != nil {
 		return serverState{}, err
 	}

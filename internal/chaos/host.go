@@ -142,7 +142,7 @@ func (h *Host) Exited() bool {
 }
 
 // URL is the host's API base URL (servers).
-func (h *Host) URL() string { return "http://" + h.IP + ":7400" }
+func (h *Host) URL() string { return "https://" + h.IP + ":7400" }
 
 // Partition drops every packet between this host and the given addresses,
 // both ways, with nftables rules in the host's own namespace.

@@ -41,7 +41,7 @@ func TestRetriedUpdateAnswersWithItsOwnWrite(t *testing.T) {
 		req, _ := http.NewRequest(method, u, bytes.NewBufferString(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-Orch-Request-Id", requestID)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := c.HTTPClient().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

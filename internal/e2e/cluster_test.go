@@ -3,7 +3,9 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +19,8 @@ import (
 
 	"orch.dev/orch/api"
 	"orch.dev/orch/api/client"
+	"orch.dev/orch/internal/pki"
+	"orch.dev/orch/internal/pki/pkitest"
 	"orch.dev/orch/internal/testcluster"
 )
 
@@ -188,12 +192,13 @@ func countLines(t *testing.T, path, substr string) int {
 }
 
 // With a token, the API refuses anonymous clients, Raft refuses
-// connections that cannot prove the token, and a server with another token
-// cannot join.
+// connections without a server certificate of the cluster CA (another
+// CA's, none), the API refuses client certificates of another CA, and a
+// server with another token cannot join.
 func TestTokenIsRequired(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Fast: true, Token: "correct-horse-battery"})
 	ctx := context.Background()
-	anon, _ := client.New(client.Config{Servers: c.URLs(), RetryFor: 2 * time.Second})
+	anon, _ := client.New(client.Config{Servers: c.URLs(), TLS: c.TLS(), RetryFor: 2 * time.Second})
 	_, err := anon.List(ctx, api.ConfigMap, "default", client.ListOptions{})
 	if !apierrors.IsUnauthorized(err) {
 		t.Fatalf("anonymous list: want 401 Unauthorized, got %v", err)
@@ -202,23 +207,37 @@ func TestTokenIsRequired(t *testing.T) {
 		t.Fatalf("authenticated create: %v", err)
 	}
 
-	// A Raft client without the token: the server closes the connection.
+	// Raft speaks mutual TLS: a peer without a certificate, or with a
+	// server certificate of another CA, is refused; plain bytes too.
+	other := pkitest.NewCA(t, "other")
+	for what, certs := range map[string][]tls.Certificate{"no certificate": nil, "another CA's server certificate": {pkitest.Node(t, other, pki.RoleServer, "s9").TLS()}} {
+		if raftAccepts(t, c.Servers[0].IP+":7401", certs) {
+			t.Errorf("raft accepted a peer with %s", what)
+		}
+	}
 	conn, err := net.Dial("tcp", c.Servers[0].IP+":7401")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.Write([]byte("ORCHRAFT1" + strings.Repeat("x", 32)))
-	conn.Write(make([]byte, 32)) // a wrong proof
+	conn.Write([]byte("ORCHRAFT1" + strings.Repeat("x", 64)))
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	buf := make([]byte, 1024)
-	for {
-		if _, err := conn.Read(buf); err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				t.Fatal("raft port kept a connection that failed the handshake open")
-			}
-			break
+	if _, err := io.ReadAll(conn); err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("raft port kept a connection that failed the handshake open")
 		}
+	}
+	// The API: a client certificate of another CA fails the handshake.
+	cfg, err := c.TLS().Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := pkitest.User(t, other, "mallory", pki.UserAdmin).TLS()
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &user, nil }
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	if resp, err := hc.Get(c.Servers[0].URL() + "/api/v1/namespaces/default/configmaps"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the API accepted a client certificate of another CA: %s", resp.Status)
 	}
 
 	// A server with the wrong token: its join attempts are rejected (it
@@ -265,7 +284,8 @@ func TestRestartedFollowerIsReadyOnlyWhenCaughtUp(t *testing.T) {
 	if err := follower.Start(); err != nil {
 		t.Fatal(err)
 	}
-	hc := &http.Client{Timeout: time.Second}
+	hc := c.HTTPClient()
+	hc.Timeout = time.Second
 	c.Eventually(60*time.Second, "the follower to report ready", func() bool {
 		resp, err := hc.Get(follower.URL() + "/readyz")
 		if err != nil {
@@ -280,4 +300,19 @@ func TestRestartedFollowerIsReadyOnlyWhenCaughtUp(t *testing.T) {
 	if _, err := c.Client(follower.URL()).Get(ctx, api.ConfigMap, "default", name, true); err != nil {
 		t.Fatalf("the follower reported ready without %s: %v", name, err)
 	}
+}
+
+// raftAccepts dials a Raft port with TLS and the given client certificates
+// and reports whether the server sent its "accepted" byte.
+func raftAccepts(t *testing.T, addr string, certs []tls.Certificate) bool {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, Certificates: certs, MinVersion: tls.VersionTLS13})
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var b [1]byte
+	n, err := conn.Read(b[:])
+	return err == nil && n == 1 && b[0] == 0x01
 }

@@ -101,11 +101,11 @@ func TestDiskFullServer(t *testing.T) {
 	// Below the reserve: s1 hands leadership over and refuses writes.
 	fill(t, s1.DataDir, "fill-reserve", reserve/2)
 	c.WaitLeader(s1, 15*time.Second)
-	code, body := post(t, s1.URL()+"/api/v1/namespaces/default/configmaps", `{"metadata":{"name":"direct"}}`)
+	code, body := post(t, c.HTTPClient(), s1.URL()+"/api/v1/namespaces/default/configmaps", `{"metadata":{"name":"direct"}}`)
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "insufficient storage on server s1: its data dir "+s1.DataDir) {
 		t.Fatalf("a write sent to the full server: %d %s", code, body)
 	}
-	if code, body := get(t, s1.URL()+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "data dir almost full") {
+	if code, body := get(t, c.HTTPClient(), s1.URL()+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "data dir almost full") {
 		t.Errorf("readyz of the full server: %d %s", code, body)
 	}
 	w.waitFor(t, 100)
@@ -135,7 +135,7 @@ func TestDiskFullServer(t *testing.T) {
 	os.Remove(filepath.Join(s1.DataDir, "fill-all"))
 	os.Remove(filepath.Join(s1.DataDir, "fill-reserve"))
 	c.Eventually(30*time.Second, "s1 ready again", func() bool {
-		code, _ := get(t, s1.URL()+"/readyz")
+		code, _ := get(t, c.HTTPClient(), s1.URL()+"/readyz")
 		return code == http.StatusOK
 	})
 	if _, err := c.Client(s1.URL()).Create(ctx, configMap("via-s1-after", nil)); err != nil {
@@ -222,9 +222,9 @@ func clientPost(path string) client.Request {
 	return r
 }
 
-func post(t *testing.T, url, body string) (int, string) {
+func post(t *testing.T, hc *http.Client, url, body string) (int, string) {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	resp, err := hc.Post(url, "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,10 +233,12 @@ func post(t *testing.T, url, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func get(t *testing.T, url string) (int, string) {
+func get(t *testing.T, hc *http.Client, url string) (int, string) {
 	t.Helper()
-	hc := &http.Client{Timeout: 5 * time.Second}
-	resp, err := hc.Get(url)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err.Error()
 	}

@@ -23,7 +23,7 @@ import (
 func orchctl(t *testing.T, c *testcluster.Cluster, stdin string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(testcluster.Binaries(t), "orchctl"), args...)
-	cmd.Env = append(os.Environ(), "ORCH_ADDR="+strings.Join(c.URLs(), ","))
+	cmd.Env = append(os.Environ(), "ORCH_ADDR="+strings.Join(c.URLs(), ","), "ORCH_TOKEN="+c.Token(), "ORCH_CA_FILE="+c.CAFile())
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

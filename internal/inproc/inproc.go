@@ -7,6 +7,8 @@ package inproc
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -55,8 +57,8 @@ func (s *Buffer) String() string {
 
 // Options configure a cluster.
 type Options struct {
-	Servers int // default 1
-	Token   string
+	Servers int    // default 1
+	Token   string // cluster secret; default: a fresh one for several servers
 	// Configure adjusts each server's configuration.
 	Configure func(*agent.Config)
 	// Setup registers leader components (OnLeader) and handlers on each
@@ -92,6 +94,11 @@ func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	if opts.Servers == 0 {
 		opts.Servers = 1
+	}
+	if opts.Token == "" && opts.Servers > 1 {
+		b := make([]byte, 16)
+		crand.Read(b)
+		opts.Token = hex.EncodeToString(b)
 	}
 	prefix := freeLoopbackPrefix(t)
 	c := &Cluster{t: t}
@@ -164,11 +171,7 @@ func (c *Cluster) Followers() []*agent.Agent {
 
 // Client returns a Go client for every server.
 func (c *Cluster) Client() *client.Client {
-	var urls []string
-	for _, a := range c.Agents {
-		urls = append(urls, "http://"+a.HTTPAddr())
-	}
-	cl, err := client.New(client.Config{Servers: urls, Token: "", RetryFor: 20 * time.Second})
+	cl, err := client.New(client.Config{Servers: c.URLs(), Token: c.Token(), TLS: c.TLS(), RetryFor: 20 * time.Second})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -186,3 +189,19 @@ func (c *Cluster) WaitFor(timeout time.Duration, what string, cond func() bool) 
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// URLs are the servers' API URLs (https://).
+func (c *Cluster) URLs() []string {
+	var urls []string
+	for _, a := range c.Agents {
+		urls = append(urls, a.URL())
+	}
+	return urls
+}
+
+// TLS is the client TLS configuration that trusts the cluster CA.
+func (c *Cluster) TLS() client.TLS { return client.TLS{CAPEM: c.Agents[0].CACertPEM()} }
+
+// Token is the cluster secret (the one a single server generated when
+// started without one).
+func (c *Cluster) Token() string { return c.Agents[0].ClusterSecret() }

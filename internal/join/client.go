@@ -37,6 +37,8 @@ type Options struct {
 type Result struct {
 	Cert *x509.Certificate
 	CA   *x509.Certificate
+	// GossipKey is the cluster's gossip key, when the server sent it.
+	GossipKey []byte
 }
 
 // Join performs the join handshake with one server: it connects over TLS
@@ -65,7 +67,12 @@ func Join(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("join: %w", err)
 	}
-	return checkResponse(out, tok.CAHash, o.Role, o.Key, o.Node.Name)
+	res, err := checkResponse(out, tok.CAHash, o.Role, o.Key, o.Node.Name)
+	if err != nil {
+		return nil, err
+	}
+	res.GossipKey = out.GossipKey
+	return res, nil
 }
 
 // post sends body to a server over TLS configured by cfg and decodes a

@@ -32,6 +32,10 @@ type Response struct {
 	Certificate string   `json:"certificate"` // PEM
 	CA          string   `json:"ca"`          // PEM
 	Role        pki.Role `json:"role"`
+	// GossipKey is the key the cluster's gossip is encrypted with, for a
+	// node that joins with a token (it does not know the cluster secret
+	// the key is derived from). Set by the join handshake, not renewal.
+	GossipKey []byte `json:"gossipKey,omitempty"`
 }
 
 // HandlerConfig configures Handler.
@@ -48,6 +52,8 @@ type HandlerConfig struct {
 	// the API's DNS name could pose as the API to tools that check host
 	// names (curl), though never to orch, which checks roles.
 	Authorize func(r *http.Request, rec Record, req pki.NodeRequest) error
+	// GossipKey, when set, is sent to the joining node (Response.GossipKey).
+	GossipKey func() ([]byte, error)
 	Now       func() time.Time // time.Now when nil
 	Logger    *slog.Logger     // slog.Default when nil
 }
@@ -153,7 +159,13 @@ func (cfg *HandlerConfig) serve(r *http.Request) (*Response, string, error) {
 			return nil, id, refuse(http.StatusServiceUnavailable, "ServiceUnavailable", "recording the use of the join token failed: %v", err)
 		}
 	}
-	return &Response{Certificate: string(pki.CertPEM(cert)), CA: string(pki.CertPEM(ca.Cert)), Role: rec.Role}, id, nil
+	resp := &Response{Certificate: string(pki.CertPEM(cert)), CA: string(pki.CertPEM(ca.Cert)), Role: rec.Role}
+	if cfg.GossipKey != nil {
+		if resp.GossipKey, err = cfg.GossipKey(); err != nil {
+			return nil, id, err
+		}
+	}
+	return resp, id, nil
 }
 
 type request struct {

@@ -64,6 +64,7 @@ func agentCommand(stderr io.Writer) *cli.Command {
 			&cli.BoolFlag{Name: "dev", Usage: "one-node cluster on loopback; temporary data dir unless --data-dir is given"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"ORCH_TOKEN"}, Usage: "cluster secret: API bearer token, Raft authentication, gossip encryption (required off loopback)"},
 			&cli.StringFlag{Name: "token-file", Usage: "read --token from this file"},
+			&cli.BoolFlag{Name: "insecure", Usage: "plain HTTP API without TLS or authentication, for experiments: refused unless every address is loopback"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.DurationFlag{Name: "raft-heartbeat", Value: agent.DefaultRaftTiming.HeartbeatTimeout, Usage: "Raft heartbeat timeout"},
 			&cli.DurationFlag{Name: "raft-election", Value: agent.DefaultRaftTiming.ElectionTimeout, Usage: "Raft election timeout"},
@@ -96,6 +97,7 @@ func configFromFlags(c *cli.Context, stderr io.Writer) (agent.Config, func(), er
 		BootstrapExpect: c.Int("bootstrap-expect"),
 		Join:            c.StringSlice("join"),
 		Token:           c.String("token"),
+		Insecure:        c.Bool("insecure"),
 		Raft: agent.RaftTiming{
 			HeartbeatTimeout:   c.Duration("raft-heartbeat"),
 			ElectionTimeout:    c.Duration("raft-election"),

@@ -16,6 +16,7 @@ import (
 
 	"orch.dev/orch/api/client"
 	"orch.dev/orch/internal/logging"
+	"orch.dev/orch/internal/pki"
 	"orch.dev/orch/node"
 	"orch.dev/orch/node/sim"
 )
@@ -101,7 +102,12 @@ func runSimulate(c *cli.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cl, err := client.New(client.Config{Servers: servers, Token: c.String("token"), UserAgent: "orchd-simulate"})
+	ca, err := m.WaitClusterCA(30 * time.Second) // opened with --token
+	if err != nil {
+		return err
+	}
+	cl, err := client.New(client.Config{Servers: servers, Token: c.String("token"), UserAgent: "orchd-simulate",
+		TLS: client.TLS{CAPEM: pki.CertPEM(ca.Cert)}})
 	if err != nil {
 		return err
 	}

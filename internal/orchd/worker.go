@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"orch.dev/orch/agent"
+	"orch.dev/orch/api/client"
 	"orch.dev/orch/node/runtime"
 	"orch.dev/orch/node/worker"
 )
@@ -153,16 +154,23 @@ func startLocalWorker(c *cli.Context, cfg agent.Config, a *agent.Agent) (func(),
 		return nil, err
 	}
 	wc.DataDir = filepath.Join(cfg.DataDir, "worker")
-	wc.Join, wc.Servers = nil, []string{"http://" + a.HTTPAddr()}
-	w, err := worker.New(wc)
-	if err != nil {
-		return nil, err
-	}
+	wc.Join, wc.Servers = nil, []string{a.URL()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := w.Run(ctx); err != nil {
+		select { // the worker speaks HTTPS: it needs the cluster CA
+		case <-a.TLSReady():
+		case <-ctx.Done():
+			return
+		}
+		wc.TLS = client.TLS{CAPEM: a.CACertPEM()}
+		wc.Token = a.ClusterSecret()
+		w, err := worker.New(wc)
+		if err == nil {
+			err = w.Run(ctx)
+		}
+		if err != nil {
 			cfg.Logger.Error("worker stopped", "err", err)
 		}
 	}()

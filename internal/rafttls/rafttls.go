@@ -9,10 +9,10 @@
 // accepted: TLS 1.3 finishes the client's handshake before the server has
 // checked the client's certificate.
 //
-// It replaces agent/streamlayer.go's HMAC handshake, which proves only that
-// both ends hold the cluster secret and leaves the traffic in clear. It must
-// never accept a connection whose handshake it has not completed, and never
-// fall back to plain TCP.
+// The agent's Raft runs over it (agent/raft.go); it replaced an HMAC
+// handshake that proved only that both ends held the cluster secret and
+// left the traffic in clear. It must never accept a connection whose
+// handshake it has not completed, and never fall back to plain TCP.
 package rafttls
 
 import (
@@ -42,7 +42,12 @@ type Config struct {
 	Certs     *pki.Certs // this server's certificate, with the server role
 	// Check, when set, may refuse a peer whose certificate verifies, e.g.
 	// a server removed from the cluster before its certificate expired.
-	Check            func(pki.Identity) error
+	Check func(pki.Identity) error
+	// GetConfig, when set, replaces CA, Certs and Check: it returns the
+	// peer tls.Config for each new connection, or an error while this
+	// server cannot speak TLS yet (it has no CA); such connections are
+	// refused and dials fail, and Raft retries them.
+	GetConfig        func() (*tls.Config, error)
 	HandshakeTimeout time.Duration // DefaultHandshakeTimeout when zero
 	Logger           *slog.Logger  // slog.Default when nil
 }
@@ -65,7 +70,7 @@ var ErrClosed = errors.New("raft TLS stream layer closed")
 type StreamLayer struct {
 	ln        net.Listener
 	advertise net.Addr
-	tls       *tls.Config
+	config    func() (*tls.Config, error)
 	timeout   time.Duration
 	logger    *slog.Logger
 
@@ -79,8 +84,12 @@ var _ raft.StreamLayer = (*StreamLayer)(nil)
 
 // Listen starts a stream layer on cfg.Bind.
 func Listen(cfg Config) (*StreamLayer, error) {
-	if cfg.CA == nil || cfg.Certs == nil || cfg.Certs.Current() == nil {
-		return nil, errors.New("rafttls: a CA and a server certificate are required")
+	if cfg.GetConfig == nil {
+		if cfg.CA == nil || cfg.Certs == nil || cfg.Certs.Current() == nil {
+			return nil, errors.New("rafttls: a CA and a server certificate are required")
+		}
+		static := pki.PeerConfig(cfg.CA, cfg.Certs, pki.Policy{Roles: []pki.Role{pki.RoleServer}, Check: cfg.Check})
+		cfg.GetConfig = func() (*tls.Config, error) { return static, nil }
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
@@ -102,7 +111,7 @@ func Listen(cfg Config) (*StreamLayer, error) {
 	s := &StreamLayer{
 		ln:        ln,
 		advertise: adv,
-		tls:       pki.PeerConfig(cfg.CA, cfg.Certs, pki.Policy{Roles: []pki.Role{pki.RoleServer}, Check: cfg.Check}),
+		config:    cfg.GetConfig,
 		timeout:   cfg.HandshakeTimeout,
 		logger:    cfg.Logger,
 		pending:   make(chan struct{}, maxPendingHandshakes),
@@ -150,8 +159,12 @@ func (s *StreamLayer) acceptLoop() {
 }
 
 func (s *StreamLayer) serverHandshake(c net.Conn) (*tls.Conn, error) {
+	cfg, err := s.config()
+	if err != nil {
+		return nil, err
+	}
 	c.SetDeadline(time.Now().Add(s.timeout))
-	tc := tls.Server(c, s.tls)
+	tc := tls.Server(c, cfg)
 	if err := tc.Handshake(); err != nil {
 		return nil, err
 	}
@@ -188,6 +201,10 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	if timeout <= 0 {
 		timeout = s.timeout
 	}
+	cfg, err := s.config()
+	if err != nil {
+		return nil, fmt.Errorf("raft dial %s: %w", address, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var d net.Dialer
@@ -197,7 +214,7 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	}
 	deadline, _ := ctx.Deadline()
 	c.SetDeadline(deadline)
-	tc := tls.Client(c, s.tls)
+	tc := tls.Client(c, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("raft TLS handshake with %s: %w", address, err)

@@ -27,6 +27,9 @@ func (c *Cluster) Orchctl(args ...string) (string, error) {
 	if c.opts.Token != "" {
 		cmd.Env = append(cmd.Env, "ORCH_TOKEN="+c.opts.Token)
 	}
+	if f := c.CAFile(); f != "" {
+		cmd.Env = append(cmd.Env, "ORCH_CA_FILE="+f)
+	}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -54,7 +57,7 @@ func (s *Server) Exited() bool {
 func (c *Cluster) WaitSystemObjects(timeout time.Duration) {
 	c.t.Helper()
 	c.Eventually(timeout, "the default namespace", func() bool {
-		cl, err := client.New(client.Config{Servers: c.URLs(), Token: c.opts.Token, RetryFor: time.Second})
+		cl, err := client.New(client.Config{Servers: c.URLs(), Token: c.opts.Token, TLS: c.TLS(), RetryFor: time.Second})
 		if err != nil {
 			return false
 		}

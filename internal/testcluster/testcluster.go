@@ -99,7 +99,7 @@ func moduleRoot() (string, error) {
 // Options configure a cluster.
 type Options struct {
 	Servers int      // default 3
-	Token   string   // cluster token ("" = no auth on loopback)
+	Token   string   // cluster secret (default: a fresh random one)
 	Args    []string // extra orchd agent flags for every server
 	// Fast uses short Raft timeouts so elections take a fraction of a second.
 	Fast bool
@@ -122,6 +122,8 @@ type Cluster struct {
 	dir     string
 	prefix  string // "127.A.B."
 	opts    Options
+	caMu    sync.Mutex
+	caFile  string // a copy of the servers' tls/ca.crt, once one exists
 	Servers []*Server
 	// Others are the cluster's other processes (simulators, workers):
 	// killed with the servers, their logs shown when a test fails.
@@ -173,6 +175,9 @@ func Start(t T, opts Options) *Cluster {
 	t.Helper()
 	if opts.Servers == 0 {
 		opts.Servers = 3
+	}
+	if opts.Token == "" {
+		opts.Token = NewSecret()
 	}
 	prefix := opts.Prefix
 	if prefix == "" {
@@ -258,7 +263,7 @@ func (s *Server) LogContains(substr string) bool {
 }
 
 // URL is the server's API base URL.
-func (s *Server) URL() string { return "http://" + s.IP + ":7400" }
+func (s *Server) URL() string { return "https://" + s.IP + ":7400" }
 
 // Start launches the process (again, after Kill or Stop).
 func (s *Server) Start() error {
@@ -343,7 +348,7 @@ func (c *Cluster) Client(urls ...string) *client.Client {
 	if len(urls) == 0 {
 		urls = c.URLs()
 	}
-	cl, err := client.New(client.Config{Servers: urls, Token: c.opts.Token, RetryFor: 30 * time.Second})
+	cl, err := client.New(client.Config{Servers: urls, Token: c.opts.Token, TLS: c.TLS(), RetryFor: 30 * time.Second})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -360,7 +365,7 @@ type Peer struct {
 
 // Peers asks one server for the Raft configuration.
 func (c *Cluster) Peers(s *Server) ([]Peer, error) {
-	cl, err := client.New(client.Config{Servers: []string{s.URL()}, Token: c.opts.Token, RetryFor: 2 * time.Second})
+	cl, err := client.New(client.Config{Servers: []string{s.URL()}, Token: c.opts.Token, TLS: c.TLS(), RetryFor: 2 * time.Second})
 	if err != nil {
 		return nil, err
 	}
@@ -426,7 +431,7 @@ func (c *Cluster) WaitVoters(n int, timeout time.Duration) {
 			return false
 		}
 		for _, s := range c.Servers {
-			if s.Running() && !ready(s) {
+			if s.Running() && !c.ready(s) {
 				return false
 			}
 		}
@@ -434,8 +439,9 @@ func (c *Cluster) WaitVoters(n int, timeout time.Duration) {
 	})
 }
 
-func ready(s *Server) bool {
-	cl := &http.Client{Timeout: time.Second}
+func (c *Cluster) ready(s *Server) bool {
+	cl := c.HTTPClient()
+	cl.Timeout = time.Second
 	resp, err := cl.Get(s.URL() + "/readyz")
 	if err != nil {
 		return false

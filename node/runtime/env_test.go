@@ -338,7 +338,9 @@ func newEnv(t testing.TB) *testEnv {
 	if err := appendLine(filepath.Join(env.runDir, "bridges"), bridge); err != nil {
 		t.Fatal(err)
 	}
-	ns := fmt.Sprintf("t%02d-%s", n, name)
+	// The pid keeps two test runs on one machine (each with its own
+	// containerd) out of each other's cgroups, which are named after ns.
+	ns := fmt.Sprintf("t%d-%02d-%s", os.Getpid(), n, name)
 	if err := appendLine(filepath.Join(env.runDir, "namespaces"), ns); err != nil {
 		t.Fatal(err)
 	}

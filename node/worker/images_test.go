@@ -41,7 +41,7 @@ func startNodeWithoutImages(t *testing.T, c *inproc.Cluster) *node {
 	serverHost, _, _ := net.SplitHostPort(c.Agents[0].HTTPAddr())
 	nd := &node{t: t, rtCfg: rtCfg, cluster: c, logs: &inproc.Buffer{}}
 	nd.cfg = worker.Config{Name: "w1", DataDir: dir, Bind: "127.0.0.1", APIPort: freePort(t),
-		Join: []string{serverHost + ":7402"}, GossipPort: freePort(t), Version: "test", HeartbeatInterval: 200 * time.Millisecond,
+		Join: []string{serverHost + ":7402"}, Token: c.Token(), GossipPort: freePort(t), Version: "test", HeartbeatInterval: 200 * time.Millisecond,
 		NewRuntime: func(ctx context.Context, podCIDR string) (runtime.Runtime, error) {
 			rc := rtCfg
 			rc.Network.PodCIDR = podCIDR
@@ -60,9 +60,11 @@ func startNodeWithoutImages(t *testing.T, c *inproc.Cluster) *node {
 }
 
 // orchctl runs the CLI in-process against the cluster.
-func orchctl(t *testing.T, server string, args ...string) (code int, stdout, stderr string) {
+func orchctl(t *testing.T, c *inproc.Cluster, args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	code = cli.Run(ctxT(t), append([]string{"orchctl", "--server", server}, args...), strings.NewReader(""), &out, &errb)
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	noErr(t, os.WriteFile(ca, c.Agents[0].CACertPEM(), 0o644))
+	code = cli.Run(ctxT(t), append([]string{"orchctl", "--server", c.Agents[0].URL(), "--ca-file", ca, "--token", c.Token()}, args...), strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -95,7 +97,6 @@ func TestImageImportLogsAndExec(t *testing.T) {
 	c := inproc.Start(t, inproc.Options{Setup: func(a *agent.Agent) { orchd.RegisterLeaderComponents(a, orchd.LeaderOptions{}) }})
 	cl := c.Client()
 	n := startNodeWithoutImages(t, c)
-	srv := "http://" + c.Agents[0].HTTPAddr()
 	waitFor(t, 20*time.Second, "node w1 Ready", func() bool {
 		o, err := cl.Get(ctxT(t), api.Node, "", "w1", true)
 		if err != nil {
@@ -117,7 +118,7 @@ func TestImageImportLogsAndExec(t *testing.T) {
 	if err := os.WriteFile(file, ctrd.Archive("web"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errOut := orchctl(t, srv, "image", "import", file); code != 0 || out != "node/w1: imported "+web+"\n" || errOut != "" {
+	if code, out, errOut := orchctl(t, c, "image", "import", file); code != 0 || out != "node/w1: imported "+web+"\n" || errOut != "" {
 		t.Fatalf("image import: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 	if names := imageNames(t, n.rtCfg); !slices.Contains(names, web) {
@@ -140,24 +141,24 @@ func TestImageImportLogsAndExec(t *testing.T) {
 	})
 
 	waitFor(t, 10*time.Second, "the web server's first log line", func() bool {
-		_, out, _ := orchctl(t, srv, "logs", "web", "-c", "web")
+		_, out, _ := orchctl(t, c, "logs", "web", "-c", "web")
 		return strings.Contains(out, "web listening on :8080")
 	})
-	if code, out, errOut := orchctl(t, srv, "logs", "web"); code != 0 || !strings.Contains(out, "web listening on :8080") ||
+	if code, out, errOut := orchctl(t, c, "logs", "web"); code != 0 || !strings.Contains(out, "web listening on :8080") ||
 		errOut != "Defaulted container \"web\" out of: web, sidecar\n" {
 		t.Fatalf("logs web: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
-	if code, out, errOut := orchctl(t, srv, "logs", "web", "sidecar", "--tail", "1"); code != 0 || out != "sidecar up\n" || errOut != "" {
+	if code, out, errOut := orchctl(t, c, "logs", "web", "sidecar", "--tail", "1"); code != 0 || out != "sidecar up\n" || errOut != "" {
 		t.Fatalf("logs web sidecar: exit %d\nstdout: %q\nstderr: %s", code, out, errOut)
 	}
-	if code, out, errOut := orchctl(t, srv, "exec", "web", "-c", "web", "--", "cat", "/etc/hostname"); code != 0 || out != "web\n" || errOut != "" {
+	if code, out, errOut := orchctl(t, c, "exec", "web", "-c", "web", "--", "cat", "/etc/hostname"); code != 0 || out != "web\n" || errOut != "" {
 		t.Fatalf("exec cat /etc/hostname: exit %d\nstdout: %q\nstderr: %s", code, out, errOut)
 	}
-	code, out, errOut := orchctl(t, srv, "exec", "-q", "web", "--", "sh", "-c", "echo out; echo err >&2; exit 4")
+	code, out, errOut := orchctl(t, c, "exec", "-q", "web", "--", "sh", "-c", "echo out; echo err >&2; exit 4")
 	if code != 4 || out != "out\n" || errOut != "err\ncommand terminated with exit code 4\n" {
 		t.Fatalf("exec exit 4: exit %d\nstdout: %q\nstderr: %q", code, out, errOut)
 	}
-	if code, _, errOut := orchctl(t, srv, "exec", "web", "-c", "web", "--", "/no/such/program"); code != 1 || !strings.Contains(errOut, "/no/such/program") {
+	if code, _, errOut := orchctl(t, c, "exec", "web", "-c", "web", "--", "/no/such/program"); code != 1 || !strings.Contains(errOut, "/no/such/program") {
 		t.Fatalf("exec of a missing program: exit %d, stderr %q", code, errOut)
 	}
 

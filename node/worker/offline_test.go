@@ -317,7 +317,7 @@ func startProxiedNode(t *testing.T, c *inproc.Cluster, px *cutProxy) *node {
 	noErr(t, errOf(c.Client().Create(ctxT(t), nd)))
 	n := &node{t: t, rtCfg: rtCfg, cluster: c, logs: &inproc.Buffer{}}
 	n.cfg = worker.Config{Name: "w1", DataDir: dir, Bind: "127.0.0.1", APIPort: freePort(t),
-		Servers: []string{"http://" + px.addr}, Version: "test", HeartbeatInterval: 200 * time.Millisecond,
+		Servers: []string{"https://" + px.addr}, Token: c.Token(), TLS: c.TLS(), Version: "test", HeartbeatInterval: 200 * time.Millisecond,
 		RuntimeConfig: rtCfg, Kubelet: kubelet.Config{Tmpfs: true},
 		Logger: slog.New(slog.NewTextHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	t.Cleanup(func() {

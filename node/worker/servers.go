@@ -6,10 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"orch.dev/orch/api/client"
+	"orch.dev/orch/internal/pki"
 	"orch.dev/orch/node"
 	"orch.dev/orch/node/kubelet"
 )
@@ -17,30 +19,42 @@ import (
 // servers holds the API clients. Their server list comes from gossip
 // (the servers announce their API address), or is fixed (--dev); the last
 // list known is kept in the data directory so a worker restarting while
-// gossip is unreachable still knows whom to try.
+// gossip is unreachable still knows whom to try. The clients speak HTTPS
+// and trust the cluster CA only: given (Config.TLS), or sent sealed by the
+// servers over gossip and opened with the cluster secret; it is kept in
+// the data directory too (ca.crt).
 type servers struct {
-	token string
-	path  string
+	token  string
+	path   string
+	caPath string
 
 	mu    sync.Mutex
+	tls   client.TLS
 	list  []string
 	cl    *client.Client // kubelet and registration
 	hb    *client.Client // heartbeats: no long retries
 	ready chan struct{}  // closed once a list is known
 }
 
-func newServers(dataDir, token string) *servers {
-	return &servers{token: token, path: filepath.Join(dataDir, "servers.json"), ready: make(chan struct{})}
+func newServers(dataDir, token string, tls client.TLS) *servers {
+	return &servers{token: token, tls: tls, path: filepath.Join(dataDir, "servers.json"), caPath: filepath.Join(dataDir, "ca.crt"),
+		ready: make(chan struct{})}
 }
 
-// load reads the list kept from the last run.
+// load reads the CA and the list kept from the last run.
 func (s *servers) load() {
+	if b, err := os.ReadFile(s.caPath); err == nil && !s.tls.Enabled() {
+		s.tls.CAPEM = b
+	}
 	b, err := os.ReadFile(s.path)
 	if err != nil {
 		return
 	}
 	var list []string
 	if json.Unmarshal(b, &list) == nil && len(list) > 0 {
+		for i, u := range list {
+			list[i] = strings.TrimPrefix(u, "http://") // kept by an older worker
+		}
 		s.set(list, false)
 	}
 }
@@ -54,15 +68,17 @@ func (s *servers) set(list []string, persist bool) error {
 	if slices.Equal(list, s.list) || len(list) == 0 {
 		return nil
 	}
-	cl, err := client.New(client.Config{Servers: list, Token: s.token, UserAgent: "orchd-worker", RetryFor: 10 * time.Second})
+	cl, err := client.New(client.Config{Servers: list, Token: s.token, TLS: s.tls, UserAgent: "orchd-worker", RetryFor: 10 * time.Second})
 	if err != nil {
 		return err
 	}
-	hb, err := client.New(client.Config{Servers: list, Token: s.token, UserAgent: "orchd-worker", RetryFor: time.Second, AttemptTimeout: 2 * time.Second})
+	hb, err := client.New(client.Config{Servers: list, Token: s.token, TLS: s.tls, UserAgent: "orchd-worker", RetryFor: time.Second, AttemptTimeout: 2 * time.Second})
 	if err != nil {
 		return err
 	}
-	if s.list == nil {
+	select {
+	case <-s.ready:
+	default:
 		close(s.ready)
 	}
 	s.list, s.cl, s.hb = list, cl, hb
@@ -71,6 +87,21 @@ func (s *servers) set(list []string, persist bool) error {
 		return kubelet.WriteFileAtomic(s.path, b, 0o600)
 	}
 	return nil
+}
+
+func (s *servers) hasCA() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tls.Enabled()
+}
+
+// setCA trusts the cluster CA from now on and keeps it.
+func (s *servers) setCA(pem []byte) error {
+	s.mu.Lock()
+	s.tls.CAPEM = pem
+	s.list = nil // clients are made again with the CA
+	s.mu.Unlock()
+	return kubelet.WriteFileAtomic(s.caPath, pem, 0o644)
 }
 
 func (s *servers) client() *client.Client {
@@ -106,6 +137,21 @@ func (s *servers) follow(ctx context.Context, w *Worker) {
 	}
 	defer m.Leave()
 	w.log.Info("joined gossip", "addr", m.LocalAddr())
+	if !s.hasCA() {
+		ca, err := m.WaitClusterCA(time.Minute)
+		for err != nil {
+			w.log.Warn("waiting for the cluster CA from the servers", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			default:
+			}
+			ca, err = m.WaitClusterCA(time.Minute)
+		}
+		if err := s.setCA(pki.CertPEM(ca.Cert)); err != nil {
+			w.log.Error("keeping the cluster CA", "err", err)
+		}
+	}
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {

@@ -47,6 +47,9 @@ type Config struct {
 	GossipPort int // 7402
 	APIPort    int // 7403; the worker API
 	Token      string
+	// TLS is how the worker speaks to the API (the cluster CA); without a
+	// CA it waits for the one the servers send over gossip.
+	TLS client.TLS
 
 	Labels  map[string]string
 	Taints  []corev1.Taint // set when the Node is created
@@ -140,7 +143,7 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker API: %w", err)
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, machine: readMachine(cfg.Version), servers: newServers(cfg.DataDir, cfg.Token),
+	w := &Worker{cfg: cfg, log: cfg.Logger, machine: readMachine(cfg.Version), servers: newServers(cfg.DataDir, cfg.Token, cfg.TLS),
 		apiLn: ln, started: make(chan struct{})}
 	return w, nil
 }

@@ -95,7 +95,7 @@ func startNode(t *testing.T, c *inproc.Cluster) *node {
 	nd := &node{t: t, rtCfg: rtCfg, cluster: c, logs: &inproc.Buffer{}}
 	nd.cfg = worker.Config{Name: "w1", DataDir: dir, Bind: "127.0.0.1", APIPort: freePort(t),
 		// The worker finds the API through gossip, from the server's address.
-		Join: []string{serverHost + ":7402"}, GossipPort: freePort(t), Version: "test", HeartbeatInterval: 200 * time.Millisecond,
+		Join: []string{serverHost + ":7402"}, Token: c.Token(), GossipPort: freePort(t), Version: "test", HeartbeatInterval: 200 * time.Millisecond,
 		NewRuntime: func(ctx context.Context, podCIDR string) (runtime.Runtime, error) {
 			rc := rtCfg
 			rc.Network.PodCIDR = podCIDR

@@ -1,0 +1,120 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"time"
+
+	"orch.dev/orch/internal/pki"
+)
+
+// The API speaks HTTPS with the server certificate. Client certificates
+// are optional and, when given, verified against the cluster CA, so that
+// r.TLS carries a verified identity (pki.PeerIdentity) for authentication.
+// A certificate from another CA fails the handshake. With --insecure the
+// API speaks plain HTTP (loopback only, Config.setDefaults).
+
+// apiConfig is the API's tls.Config for one handshake.
+func (t *clusterTLS) apiConfig() (*tls.Config, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.api == nil {
+		return nil, errNoCA
+	}
+	return t.api, nil
+}
+
+// peerClientConfig is the tls.Config of this server's calls to other
+// servers: it presents the server certificate and accepts only servers.
+func (t *clusterTLS) peerClientConfig() (*tls.Config, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.client == nil {
+		return nil, errNoCA
+	}
+	return t.client, nil
+}
+
+// tlsListener wraps the API listener in TLS unless --insecure.
+func (a *Agent) tlsListener(ln net.Listener) net.Listener {
+	if a.cfg.Insecure {
+		return ln
+	}
+	return tls.NewListener(ln, &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return a.tls.apiConfig()
+		},
+	})
+}
+
+// scheme is the API's URL scheme.
+func (a *Agent) scheme() string {
+	if a.cfg.Insecure {
+		return "http"
+	}
+	return "https"
+}
+
+// URL is this server's API base URL, as clients use it.
+func (a *Agent) URL() string { return a.scheme() + "://" + a.HTTPAddr() }
+
+// peerURL is the base URL of another server's API at addr (host:port).
+func (a *Agent) peerURL(addr string) string { return a.scheme() + "://" + addr }
+
+// CACertPEM is the cluster CA certificate, nil until this server has it.
+func (a *Agent) CACertPEM() []byte {
+	if c := a.tls.caCert(); c != nil {
+		return pki.CertPEM(c)
+	}
+	return nil
+}
+
+// ClusterSecret is the cluster secret this server runs with (--token, or
+// the one it generated).
+func (a *Agent) ClusterSecret() string { return a.secret }
+
+// TLSReady is closed once this server has the CA and its certificate.
+func (a *Agent) TLSReady() <-chan struct{} { return a.tls.Ready() }
+
+// newPeerClient is the HTTP client of server-to-server calls: HTTPS with
+// this server's certificate to other servers, plain HTTP where the URL
+// says so.
+func (a *Agent) newPeerClient() *http.Client {
+	dialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:       nil,
+		DialContext: dialer.DialContext,
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			cfg, err := a.tls.peerClientConfig()
+			if err != nil {
+				return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+			}
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(c, cfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				c.Close()
+				// Nothing was sent: callers may retry elsewhere (forward.go).
+				return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+			}
+			return tc, nil
+		},
+		MaxIdleConns:        512,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+}
+
+// authorizeWorkerCall adds this server's credentials to a call to a
+// worker's API (logs, exec, images): the cluster secret, which every
+// worker started with it checks.
+func (a *Agent) authorizeWorkerCall(r *http.Request) {
+	if a.secret != "" {
+		r.Header.Set("Authorization", "Bearer "+a.secret)
+	}
+}

@@ -85,7 +85,24 @@ type RaftTiming struct {
 // sparse: followers learn of a commit at the next append, sent at least this
 // often (5 ms: 0.16 idle cores for 3 servers; 10 ms: ~0.1; 50 ms: 0.04, but
 // watches on followers then lag up to ~100 ms).
+//
+// A follower notices a dead leader between one and three heartbeat
+// timeouts after its last contact (hashicorp/raft checks at random
+// intervals of one to two timeouts), so the heartbeat timeout sets the
+// unplanned failover time: 400 ms gives a new leader within ~1.2 s at worst
+// (docs/operations.md, "Raft timing"). The lease (at most the heartbeat
+// timeout) is how long a leader cut off from its followers keeps leading.
 var DefaultRaftTiming = RaftTiming{
+	HeartbeatTimeout:   400 * time.Millisecond,
+	ElectionTimeout:    400 * time.Millisecond,
+	LeaderLeaseTimeout: 200 * time.Millisecond,
+	CommitTimeout:      10 * time.Millisecond,
+}
+
+// SteadyRaftTiming is hashicorp/raft's own heartbeat and election timeouts,
+// for sites whose servers are far apart or heavily loaded, and for tests
+// that must not see elections of their own.
+var SteadyRaftTiming = RaftTiming{
 	HeartbeatTimeout:   1000 * time.Millisecond,
 	ElectionTimeout:    1000 * time.Millisecond,
 	LeaderLeaseTimeout: 500 * time.Millisecond,

@@ -29,10 +29,10 @@ import (
 func TestRunLeaderTransferMidBurst(t *testing.T) {
 	const pods, nodes = 2000, 10
 	f := &faults{transferAt: 5}
-	// Raft's default timing rather than inproc.FastRaft: on a loaded
-	// machine the fast one adds elections of its own (the test copes, but
-	// is much slower).
-	steady := func(cfg *agent.Config) { cfg.Raft = agent.DefaultRaftTiming }
+	// Raft's own timing rather than inproc.FastRaft: on a loaded machine
+	// the fast one adds elections of its own (the test copes, but is much
+	// slower).
+	steady := func(cfg *agent.Config) { cfg.Raft = agent.SteadyRaftTiming }
 	rc := startRunCluster(t, 3, Options{BatchSize: 100}, f.wrap, steady)
 	cl := rc.Client()
 	start := time.Now()

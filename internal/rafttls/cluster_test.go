@@ -86,8 +86,8 @@ type timing struct{ heartbeat, lease, commit time.Duration }
 var (
 	// fastTiming elects quickly, for tests.
 	fastTiming = timing{300 * time.Millisecond, 150 * time.Millisecond, 5 * time.Millisecond}
-	// agentTiming is orch's default (agent.DefaultRaftTiming), for benchmarks:
-	// it also keeps leadership on a busy machine.
+	// agentTiming is hashicorp/raft's own (agent.SteadyRaftTiming), for
+	// benchmarks: it keeps leadership on a busy machine.
 	agentTiming = timing{time.Second, 500 * time.Millisecond, 10 * time.Millisecond}
 )
 

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +48,12 @@ type PodsResult struct {
 	MaxMs       float64 `json:"max_ms"`
 	WorkerRSSMB float64 `json:"worker_rss_mib,omitempty"` // with the burst's pods running
 	LoadAvg     float64 `json:"loadavg_1m"`
+	// CPUMsPerPod is the CPU time of the pod starts, in milliseconds per
+	// pod, by process (podCPUClasses), from the first create to the last
+	// pod Ready.
+	CPUMsPerPod map[string]float64 `json:"cpu_ms_per_pod,omitempty"`
+	// Seconds is the time from the first create to the last pod Ready.
+	Seconds float64 `json:"seconds"`
 }
 
 // Pods runs the pod-start suite: per run a fresh 3-server cluster, a
@@ -55,25 +62,43 @@ func Pods(env *Env, cfg PodsConfig, progress func(string)) []PodsResult {
 	var out []PodsResult
 	for run := 1; run <= cfg.Runs; run++ {
 		mark := env.Mark()
-		c, cl, worker := startPodsCluster(env, cfg.Archive)
-		single := podStarts(env, cl, fmt.Sprintf("one-%d", run), cfg.Single, false)
+		pc := startPodsCluster(env, cfg.Archive)
+		single := podStarts(env, pc, fmt.Sprintf("one-%d", run), cfg.Single, false)
 		single.Run, single.Mode = run, "one at a time"
 		out = append(out, single)
-		progress(fmt.Sprintf("pods run %d: one at a time: p50 %.0f ms p99 %.0f ms", run, single.P50Ms, single.P99Ms))
-		burst := podStarts(env, cl, fmt.Sprintf("burst-%d", run), cfg.Burst, true)
+		progress(fmt.Sprintf("pods run %d: one at a time: p50 %.0f ms p99 %.0f ms; CPU ms per pod: %s", run, single.P50Ms, single.P99Ms, formatPodCPU(single.CPUMsPerPod)))
+		burst := podStarts(env, pc, fmt.Sprintf("burst-%d", run), cfg.Burst, true)
 		burst.Run, burst.Mode = run, fmt.Sprintf("%d at once", cfg.Burst)
-		if rss, err := RSSBytes(worker.PID()); err == nil {
+		if rss, err := RSSBytes(pc.worker.PID()); err == nil {
 			burst.WorkerRSSMB = float64(rss) / (1 << 20)
 		}
 		out = append(out, burst)
-		progress(fmt.Sprintf("pods run %d: %d at once: p50 %.0f ms p99 %.0f ms, worker RSS %.0f MiB", run, cfg.Burst, burst.P50Ms, burst.P99Ms, burst.WorkerRSSMB))
-		_ = c
+		progress(fmt.Sprintf("pods run %d: %d at once: p50 %.0f ms p99 %.0f ms in %.1f s, worker RSS %.0f MiB; CPU ms per pod: %s",
+			run, cfg.Burst, burst.P50Ms, burst.P99Ms, burst.Seconds, burst.WorkerRSSMB, formatPodCPU(burst.CPUMsPerPod)))
 		env.PopCleanups(mark)
 	}
 	return out
 }
 
-func startPodsCluster(env *Env, archive string) (*testcluster.Cluster, *client.Client, *testcluster.Server) {
+// podsCluster is what the pods suite runs against.
+type podsCluster struct {
+	c          *testcluster.Cluster
+	cl         *client.Client
+	worker     *testcluster.Server
+	containerd int    // its PID
+	sock       string // its socket
+}
+
+// cpu reads the CPU time of every process a pod start involves.
+func (pc *podsCluster) cpu() podCPUSnapshot {
+	var servers []int
+	for _, s := range pc.c.Servers {
+		servers = append(servers, s.PID())
+	}
+	return takePodCPU(pc.worker.PID(), pc.containerd, servers, pc.sock)
+}
+
+func startPodsCluster(env *Env, archive string) *podsCluster {
 	if _, err := os.Stat(archive); err != nil {
 		env.Fatalf("the web test image %s is missing (make images): %v", archive, err)
 	}
@@ -94,6 +119,14 @@ func startPodsCluster(env *Env, archive string) (*testcluster.Cluster, *client.C
 		os.RemoveAll(dir)
 	})
 	sock := filepath.Join(dir, "containerd.sock")
+	b, err := os.ReadFile(filepath.Join(dir, "containerd.pid"))
+	if err != nil {
+		env.Fatal(err)
+	}
+	ctrdPID, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		env.Fatal(err)
+	}
 	if out, err := exec.Command("ctr", "--address", sock, "-n", "bench", "images", "import", archive).CombinedOutput(); err != nil {
 		env.Fatalf("importing %s: %v\n%s", archive, err, out)
 	}
@@ -116,7 +149,7 @@ func startPodsCluster(env *Env, archive string) (*testcluster.Cluster, *client.C
 	if err := CreateNamespace(ctx, cl, PodsNamespace); err != nil {
 		env.Fatal(err)
 	}
-	return c, cl, w
+	return &podsCluster{c: c, cl: cl, worker: w, containerd: ctrdPID, sock: sock}
 }
 
 func moduleRootDir() (string, error) {
@@ -173,9 +206,12 @@ func podIsReady(p *corev1.Pod) bool {
 }
 
 // podStarts creates n pods (one after another, or all at once) and
-// measures each from its create request to a watcher seeing it Ready.
-// The pods stay (the burst's are what the worker's RSS is read with).
-func podStarts(env *Env, cl *client.Client, prefix string, n int, burst bool) PodsResult {
+// measures each from its create request to a watcher seeing it Ready, and
+// the CPU time all of them took. The burst's pods stay (the worker's RSS is
+// read with them); the one-at-a-time pods go, and are gone from the API and
+// containerd before it returns, so that the burst starts on an idle node.
+func podStarts(env *Env, pc *podsCluster, prefix string, n int, burst bool) PodsResult {
+	cl := pc.cl
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w, err := cl.Watch(ctx, api.Pod, PodsNamespace, client.ListOptions{})
@@ -220,6 +256,7 @@ func podStarts(env *Env, cl *client.Client, prefix string, n int, burst bool) Po
 		}
 	}
 	var wg sync.WaitGroup
+	cpu0, t0 := pc.cpu(), time.Now()
 	for i := range n {
 		name := fmt.Sprintf("%s-%03d", prefix, i)
 		started[name] = time.Now()
@@ -238,6 +275,11 @@ func podStarts(env *Env, cl *client.Client, prefix string, n int, burst bool) Po
 	}
 	wg.Wait()
 	waitReady(n)
+	cpu1, elapsed := pc.cpu(), time.Since(t0)
+	perPod := podCPUDelta(cpu0, cpu1)
+	for k, v := range perPod {
+		perPod[k] = v * 1000 / float64(n)
+	}
 	var lat Latencies
 	mu.Lock()
 	for name, t0 := range started {
@@ -245,15 +287,38 @@ func podStarts(env *Env, cl *client.Client, prefix string, n int, burst bool) Po
 	}
 	mu.Unlock()
 	if !burst {
-		// The one-at-a-time pods go, so that the burst starts on an idle node.
 		zero := int64(0)
 		for name := range started {
 			if err := cl.Delete(ctx, api.Pod, PodsNamespace, name, client.DeleteOptions{Grace: &zero}); err != nil {
 				env.Fatal(err)
 			}
 		}
+		waitPodsGone(env, pc)
 	}
-	return PodsResult{Pods: n, P50Ms: Ms(lat.Percentile(50)), P99Ms: Ms(lat.Percentile(99)), MaxMs: Ms(lat.Percentile(100)), LoadAvg: LoadAvg()}
+	return PodsResult{Pods: n, P50Ms: Ms(lat.Percentile(50)), P99Ms: Ms(lat.Percentile(99)), MaxMs: Ms(lat.Percentile(100)),
+		LoadAvg: LoadAvg(), CPUMsPerPod: perPod, Seconds: elapsed.Seconds()}
+}
+
+// waitPodsGone waits until the API holds no pod of the suite and
+// containerd runs no container of it.
+func waitPodsGone(env *Env, pc *podsCluster) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		list, err := pc.cl.List(context.Background(), api.Pod, PodsNamespace, client.ListOptions{})
+		shims := 0
+		for _, e := range pc.cpu() {
+			if e.selfCls == "shims" {
+				shims++
+			}
+		}
+		if err == nil && len(list.Items) == 0 && shims == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			env.Fatalf("pods of the suite still there after a minute (err %v, %d shims)", err, shims)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // podsTable reports the pod-start suite.
@@ -284,5 +349,38 @@ func (r *Results) podsTable(p func(string, ...any)) {
 			rssCell = SpreadOf(rss).Format(0)
 		}
 		p("| %s | %s | %s | %s | %s |", m, SpreadOf(p50).Format(0), SpreadOf(p99).Format(0), SpreadOf(mx).Format(0), rssCell)
+	}
+	p("")
+	p("CPU milliseconds per pod start, by process (median of runs), and the time from the first create to the last pod Ready:")
+	p("")
+	p("| pods | %s | total | seconds |", strings.Join(podCPUClasses, " | "))
+	p("|---|%s---:|---:|", strings.Repeat("---:|", len(podCPUClasses)))
+	for _, m := range modes {
+		cells := make([]string, 0, len(podCPUClasses)+2)
+		var secs, totals []float64
+		for _, c := range append(slices.Clone(podCPUClasses), "total") {
+			var v []float64
+			for _, x := range r.Pods {
+				if x.Mode != m {
+					continue
+				}
+				if c != "total" {
+					v = append(v, x.CPUMsPerPod[c])
+					continue
+				}
+				var t float64
+				for _, ms := range x.CPUMsPerPod {
+					t += ms
+				}
+				totals = append(totals, t)
+				secs = append(secs, x.Seconds)
+			}
+			if c == "total" {
+				v = totals
+			}
+			cells = append(cells, SpreadOf(v).Format(0))
+		}
+		cells = append(cells, SpreadOf(secs).Format(1))
+		p("| %s | %s |", m, strings.Join(cells, " | "))
 	}
 }

@@ -42,7 +42,10 @@ func newStore(dir string) (*store, error) {
 func (s *store) podDir(uid types.UID) string { return filepath.Join(s.dir, "pods", string(uid)) }
 
 // savePod records the desired pod; it writes only when something other
-// than status or resourceVersion changed.
+// than status or resourceVersion changed. Only the pod's worker calls it
+// for a pod, so calls for one pod never overlap; calls for different pods
+// write (and sync) at once, which lets the file system commit their
+// journal entries together: a burst of pods is not a queue of fsyncs.
 func (s *store) savePod(pod *corev1.Pod) error {
 	p := pod.DeepCopy()
 	p.Status = corev1.PodStatus{StartTime: pod.Status.StartTime}
@@ -53,8 +56,9 @@ func (s *store) savePod(pod *corev1.Pod) error {
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if bytes.Equal(s.written[pod.UID], key) {
+	same := bytes.Equal(s.written[pod.UID], key)
+	s.mu.Unlock()
+	if same {
 		return nil
 	}
 	// The version kept is that of the last change written: a lower bound
@@ -71,7 +75,9 @@ func (s *store) savePod(pod *corev1.Pod) error {
 	if err := WriteFileAtomic(filepath.Join(dir, "pod.json"), b, 0o600); err != nil {
 		return err
 	}
+	s.mu.Lock()
 	s.written[pod.UID] = key
+	s.mu.Unlock()
 	return nil
 }
 

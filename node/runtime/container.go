@@ -140,6 +140,10 @@ func (c *Containerd) CreateContainer(ctx context.Context, sandboxID string, cfg 
 	if c.cfg.RuncRoot != "" {
 		runcOpts = &runcoptions.Options{Root: c.cfg.RuncRoot}
 	}
+	if err := c.createGate.enter(ctx); err != nil {
+		return "", err
+	}
+	defer c.createGate.leave()
 	_, err = c.client.NewContainer(ctx, id,
 		containerd.WithRuntime("io.containerd.runc.v2", runcOpts),
 		containerd.WithImage(img),
@@ -204,10 +208,12 @@ func (c *Containerd) StartContainer(ctx context.Context, id string) error {
 	if err != nil {
 		return notFound("container", id, err)
 	}
-	labels, err := ctr.Labels(ctx)
+	// LoadContainer has just read the record: no second round trip.
+	info, err := ctr.Info(ctx, containerd.WithoutRefreshedMetadata)
 	if err != nil {
 		return err
 	}
+	labels := info.Labels
 	if _, ran := labels[lExitCode]; ran || labels[lStartError] != "" || labels[lStartedAt] != "" {
 		return fmt.Errorf("container %s was started before: create a new one: %w", id, errdefs.ErrFailedPrecondition)
 	}
@@ -215,7 +221,7 @@ func (c *Containerd) StartContainer(ctx context.Context, id string) error {
 	if err := touch(logPath); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := c.startGate.enter(ctx); err != nil {
 		return err
 	}
 	// Creating and starting the task is not cut short by ctx: a start
@@ -229,6 +235,7 @@ func (c *Containerd) StartContainer(ctx context.Context, id string) error {
 			task.Delete(sctx)
 		}
 	}
+	c.startGate.leave()
 	if err != nil {
 		if errdefs.IsUnavailable(err) || errdefs.IsNotFound(err) || errdefs.IsAlreadyExists(err) || errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("start container %s: %w", id, err) // containerd's trouble (or ours), not the container's

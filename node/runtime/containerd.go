@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"sync"
 	"time"
 
@@ -43,7 +44,11 @@ type Config struct {
 	PlainHTTPRegistries []string
 	// DialTimeout bounds connecting to containerd: 10 s.
 	DialTimeout time.Duration
-	Logger      *slog.Logger
+	// Parallel is how many steps of each kind run at once: pod network
+	// setups and teardowns (CNI), container creations, task starts. Zero:
+	// the number of CPUs. See gate.
+	Parallel int
+	Logger   *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -60,6 +65,9 @@ func (c *Config) defaults() {
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 10 * time.Second
 	}
+	if c.Parallel <= 0 {
+		c.Parallel = goruntime.NumCPU()
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -73,9 +81,11 @@ type Containerd struct {
 	net    *podNetwork // nil without a pod CIDR
 	log    *slog.Logger
 
-	mon       *monitor
-	locks     keyedMutex // per container: start, finalize and remove do not interleave
-	clientLog *log.Entry // see withClientLog
+	mon   *monitor
+	locks keyedMutex // per container: start, finalize and remove do not interleave
+	// Steps that a burst of pods would otherwise run all at once.
+	netGate, createGate, startGate gate
+	clientLog                      *log.Entry // see withClientLog
 }
 
 var _ Runtime = (*Containerd)(nil)
@@ -100,7 +110,8 @@ func New(ctx context.Context, cfg Config) (*Containerd, error) {
 		cl.Close()
 		return nil, fmt.Errorf("containerd at %s does not answer: %w", cfg.Address, err)
 	}
-	c := &Containerd{cfg: cfg, client: cl, log: cfg.Logger, clientLog: newClientLog(cfg.Logger)}
+	c := &Containerd{cfg: cfg, client: cl, log: cfg.Logger, clientLog: newClientLog(cfg.Logger),
+		netGate: newGate(cfg.Parallel), createGate: newGate(cfg.Parallel), startGate: newGate(cfg.Parallel)}
 	if cfg.Network.PodCIDR != "" {
 		if c.net, err = newPodNetwork(cfg.Network, filepath.Join(cfg.StateDir, "cni")); err != nil {
 			cl.Close()

@@ -1,7 +1,7 @@
 // Package runtime is the worker's door to containers and pod networks: a
 // small Runtime interface the kubelet (package node) programs against, a
 // containerd implementation (containerd Go client, its own containerd
-// namespace, CNI through go-cni), log file helpers, and in fake/ an
+// namespace, CNI through libcni), log file helpers, and in fake/ an
 // in-memory implementation for the kubelet's unit tests.
 //
 // A pod is a sandbox (a network namespace wired by the CNI bridge plugin

@@ -72,7 +72,12 @@ func (c *Containerd) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ Sa
 	if err := newNetNS(sb.NetNS); err != nil {
 		return Sandbox{}, err
 	}
-	if sb.IP, err = c.net.attach(ctx, sb.ID, sb.NetNS, cfg); err != nil {
+	if err := c.netGate.enter(ctx); err != nil {
+		return Sandbox{}, err
+	}
+	sb.IP, err = c.net.attach(ctx, sb.ID, sb.NetNS, cfg)
+	c.netGate.leave()
+	if err != nil {
 		return Sandbox{}, err
 	}
 	resolv, err := resolvConf(cfg.DNS)
@@ -165,7 +170,12 @@ func (c *Containerd) RemoveSandbox(ctx context.Context, id string) error {
 		return err
 	}
 	if c.net != nil {
-		if err := c.net.detach(ctx, id, sb.NetNS, sb.Config); err != nil {
+		if err := c.netGate.enter(ctx); err != nil {
+			return err
+		}
+		err := c.net.detach(ctx, id, sb.NetNS, sb.Config)
+		c.netGate.leave()
+		if err != nil {
 			return fmt.Errorf("sandbox %s: %w", id, err)
 		}
 	}

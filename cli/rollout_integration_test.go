@@ -160,8 +160,10 @@ func TestRolloutCommands(t *testing.T) {
 			t.Errorf("progress deadline: exit %d\nstdout:\n%s\nstderr:\n%s", code, b.out.String(), b.err.String())
 		}
 
-		r := mustFail(t, srv, "", `timed out waiting for the condition: deployment "web" rollout did not finish within 200ms`,
-			"rollout", "status", "deployment/web", "--timeout", "200ms")
+		// Long enough for the first read (a TLS handshake on a loaded
+		// machine) to come back within it; the rollout never finishes.
+		r := mustFail(t, srv, "", `timed out waiting for the condition: deployment "web" rollout did not finish within 2s`,
+			"rollout", "status", "deployment/web", "--timeout", "2s")
 		if r.stdout != "Waiting for deployment spec update to be observed...\n" {
 			t.Errorf("status --timeout stdout: %q", r.stdout)
 		}

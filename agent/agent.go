@@ -37,9 +37,10 @@ type Agent struct {
 	secret string      // the cluster secret: --token, or generated (tls_secret.go)
 	tls    *clusterTLS // the cluster CA and this server's certificate
 
-	httpLn     net.Listener
-	httpServer *http.Server
-	peerClient *http.Client // server-to-server calls (forwarding, status)
+	httpLn       net.Listener
+	httpServer   *http.Server
+	peerClient   *http.Client // server-to-server calls (forwarding, status)
+	workerClient *http.Client // calls to workers' APIs (tls_http.go)
 
 	proposer  *proposer  // batches concurrent writes into Raft entries
 	gate      applyGate  // lets a snapshot restore pause the proposer
@@ -86,6 +87,7 @@ func New(cfg Config) (*Agent, error) {
 	a.audit = newAuditLog(cfg.DataDir, cfg.Logger)
 	a.fsm = fsm.New(fsm.Config{Logger: a.logger.With("component", "fsm"), HistorySize: cfg.WatchHistory})
 	a.peerClient = a.newPeerClient() // tls_http.go
+	a.workerClient = a.newWorkerClient()
 	a.verifier = newCoalescer(func() (uint64, error) {
 		return 0, a.raft.VerifyLeader().Error()
 	})

@@ -27,7 +27,7 @@ import (
 // once, as it arrives, without keeping it. The answer reports per node:
 //
 //	POST /v1/images/import[?node=NAME]   (body: the archive)
-//	-> POST http://NODE:7403/images/import on each worker
+//	-> POST https://NODE:7403/images/import on each worker
 //	<- {"nodes": [{"node": "w1", "images": ["orch.test/web:v1"]},
 //	              {"node": "w2", "error": "..."}, {"node": "w3", "skipped": "not Ready"}]}
 //
@@ -83,7 +83,7 @@ func (a *Agent) imageTargets(name string) ([]imageTarget, []imageImport, error) 
 		if node.Labels["orch.dev/simulated"] == "true" {
 			return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("node %s is simulated: it runs nothing and takes no images", name))
 		}
-		base, err := workerBaseURL(node)
+		base, err := a.workerBaseURL(node)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -100,7 +100,7 @@ func (a *Agent) imageTargets(name string) ([]imageTarget, []imageImport, error) 
 			skipped = append(skipped, imageImport{Node: node.Name, Skipped: "not Ready"})
 			return true
 		}
-		base, err := workerBaseURL(node)
+		base, err := a.workerBaseURL(node)
 		if err != nil {
 			skipped = append(skipped, imageImport{Node: node.Name, Skipped: err.Error()})
 			return true
@@ -133,7 +133,7 @@ func nodeReady(n *corev1.Node) bool {
 
 // workerBaseURL is a node's worker API: its InternalIP and its
 // status.daemonEndpoints.kubeletEndpoint.port (as http_podproxy.go finds it).
-func workerBaseURL(node *corev1.Node) (string, error) {
+func (a *Agent) workerBaseURL(node *corev1.Node) (string, error) {
 	var host string
 	for _, addr := range node.Status.Addresses {
 		if addr.Type == corev1.NodeInternalIP {
@@ -148,7 +148,7 @@ func workerBaseURL(node *corev1.Node) (string, error) {
 	if port == 0 {
 		port = DefaultWorkerPort
 	}
-	return "http://" + net.JoinHostPort(host, strconv.Itoa(port)), nil
+	return a.workerScheme() + "://" + net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
 // errWorkerAnswered ends the copy to a worker that has already answered.
@@ -216,8 +216,7 @@ func (a *Agent) importOnWorker(ctx context.Context, t imageTarget, body io.Reade
 		return res
 	}
 	req.Header.Set("Content-Type", "application/x-tar")
-	a.authorizeWorkerCall(req)
-	resp, err := a.peerClient.Do(req)
+	resp, err := a.workerClient.Do(req)
 	if err != nil {
 		res.Error = fmt.Sprintf("cannot reach the worker at %s: %v", req.URL.Host, err)
 		return res

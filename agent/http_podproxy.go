@@ -18,12 +18,12 @@ import (
 // Pod logs and exec are served by the worker that runs the pod, as
 // kube-apiserver passes them to kubelet: any server looks the pod and its
 // node up in its local state (a stale read is enough to find a node) and
-// streams the worker API's answer back, authenticated with the cluster
-// token. The worker API address is the node's InternalIP and its
+// streams the worker API's answer back, over mutual TLS with this server's
+// certificate (the worker API accepts only servers). The worker API address is the node's InternalIP and its
 // status.daemonEndpoints.kubeletEndpoint.port.
 //
-//	GET  /api/v1/namespaces/{ns}/pods/{name}/log   -> GET  http://NODE:7403/pods/{ns}/{name}/log
-//	POST /api/v1/namespaces/{ns}/pods/{name}/exec  -> POST http://NODE:7403/pods/{ns}/{name}/exec
+//	GET  /api/v1/namespaces/{ns}/pods/{name}/log   -> GET  https://NODE:7403/pods/{ns}/{name}/log
+//	POST /api/v1/namespaces/{ns}/pods/{name}/exec  -> POST https://NODE:7403/pods/{ns}/{name}/exec
 //
 // The query (container, follow, previous, tailLines, limitBytes; command)
 // passes through unchanged.
@@ -50,8 +50,7 @@ func (a *Agent) servePodProxy(sub string) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		a.authorizeWorkerCall(req)
-		resp, err := a.peerClient.Do(req)
+		resp, err := a.workerClient.Do(req)
 		if err != nil {
 			if r.Context().Err() == nil {
 				writeError(w, apierrors.NewServiceUnavailable(fmt.Sprintf("cannot reach the worker of pod %s/%s at %s: %v", ns, name, target.Host, err)))
@@ -120,6 +119,6 @@ func (a *Agent) workerURL(ns, name string) (*url.URL, error) {
 	if port == 0 {
 		port = DefaultWorkerPort
 	}
-	return &url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(port)),
+	return &url.URL{Scheme: a.workerScheme(), Host: net.JoinHostPort(host, strconv.Itoa(port)),
 		Path: "/pods/" + url.PathEscape(ns) + "/" + url.PathEscape(name)}, nil
 }

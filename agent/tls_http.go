@@ -110,11 +110,42 @@ func (a *Agent) newPeerClient() *http.Client {
 	}}
 }
 
-// authorizeWorkerCall adds this server's credentials to a call to a
-// worker's API (logs, exec, images): the cluster secret, which every
-// worker started with it checks.
-func (a *Agent) authorizeWorkerCall(r *http.Request) {
-	if a.secret != "" {
-		r.Header.Set("Authorization", "Bearer "+a.secret)
-	}
+// workerScheme is the scheme of calls to workers' APIs (logs, exec,
+// images): HTTPS with mutual TLS, plain HTTP only with --insecure.
+func (a *Agent) workerScheme() string { return a.scheme() }
+
+// newWorkerClient is the HTTP client of calls to workers' APIs: it
+// presents this server's certificate (role server, which is all a worker
+// API accepts) and accepts only a worker certificate of the cluster CA.
+func (a *Agent) newWorkerClient() *http.Client {
+	dialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:       nil,
+		DialContext: dialer.DialContext,
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ca, certs := a.tls.caCert(), a.tls.Certs()
+			if ca == nil || certs == nil {
+				return nil, &net.OpError{Op: "dial", Net: network, Err: errNoCA}
+			}
+			cfg := pki.ClientConfig(ca, certs, pki.Policy{Roles: []pki.Role{pki.RoleWorker}})
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(c, cfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				c.Close()
+				return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+			}
+			return tc, nil
+		},
+		MaxIdleConns:        64,
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     90 * time.Second,
+	}}
 }
+
+// ClusterCA is the cluster CA with its key, nil until this server has it
+// (a worker in this server's process issues itself its worker API
+// certificate with it).
+func (a *Agent) ClusterCA() *pki.CA { return a.tls.CA() }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
@@ -20,9 +21,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"orch.dev/orch/agent"
 	"orch.dev/orch/api"
 	"orch.dev/orch/api/client"
 	"orch.dev/orch/internal/inproc"
+	"orch.dev/orch/internal/pki"
+	"orch.dev/orch/internal/pki/pkitest"
 )
 
 // fakeWorker is a worker API that records the archives it is sent and
@@ -36,11 +40,16 @@ type fakeWorker struct {
 	received [][]byte
 }
 
-func newFakeWorker(t *testing.T, token, fail string) *fakeWorker {
+// It speaks mutual TLS with a worker certificate of a's CA, as a worker
+// does, and accepts only servers.
+func newFakeWorker(t *testing.T, a *agent.Agent, fail string) *fakeWorker {
 	f := &fakeWorker{fail: fail}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/images/import" || r.Header.Get("Authorization") != "Bearer "+token {
-			t.Errorf("worker called with %s %s, Authorization %q", r.Method, r.URL.Path, r.Header.Get("Authorization"))
+	<-a.TLSReady()
+	ca := a.ClusterCA()
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pki.PeerIdentity(r.TLS)
+		if r.Method != http.MethodPost || r.URL.Path != "/images/import" || !ok || id.Role != pki.RoleServer || r.Header.Get("Authorization") != "" {
+			t.Errorf("worker called with %s %s, identity %+v, Authorization %q", r.Method, r.URL.Path, id, r.Header.Get("Authorization"))
 		}
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -55,6 +64,10 @@ func newFakeWorker(t *testing.T, token, fail string) *fakeWorker {
 		}
 		json.NewEncoder(w).Encode(map[string][]string{"images": {"orch.test/web:v1", "orch.test/sidecar:v1"}})
 	}))
+	cert := pkitest.Node(t, ca, pki.RoleWorker, "w")
+	f.srv.TLS = pki.ServerConfig(ca.Cert, cert.Certs, pki.Policy{Roles: []pki.Role{pki.RoleServer}})
+	f.srv.TLS.Certificates = []tls.Certificate{cert.TLS()} // else StartTLS puts in its own
+	f.srv.StartTLS()
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -66,7 +79,7 @@ func (f *fakeWorker) uploads() [][]byte {
 }
 
 func (f *fakeWorker) port() int32 {
-	_, p, _ := net.SplitHostPort(strings.TrimPrefix(f.srv.URL, "http://"))
+	_, p, _ := net.SplitHostPort(strings.TrimPrefix(f.srv.URL, "https://"))
 	n, _ := strconv.Atoi(p)
 	return int32(n)
 }
@@ -117,10 +130,10 @@ func TestImageImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := newFakeWorker(t, token, "")
-	bad := newFakeWorker(t, token, "import: unexpected EOF")
-	notReady := newFakeWorker(t, token, "")
-	sim := newFakeWorker(t, token, "")
+	good := newFakeWorker(t, c.Agents[0], "")
+	bad := newFakeWorker(t, c.Agents[0], "import: unexpected EOF")
+	notReady := newFakeWorker(t, c.Agents[0], "")
+	sim := newFakeWorker(t, c.Agents[0], "")
 	addNode(t, cl, "w1", good.port(), true, nil)
 	addNode(t, cl, "w2", bad.port(), true, nil)
 	addNode(t, cl, "w3", notReady.port(), false, nil)
@@ -182,7 +195,7 @@ func TestImageImport(t *testing.T) {
 func TestImageImportWithoutWorkers(t *testing.T) {
 	c := inproc.Start(t, inproc.Options{})
 	srv := registerCA(t, c.Agents[0])
-	w := newFakeWorker(t, "", "")
+	w := newFakeWorker(t, c.Agents[0], "")
 	addNode(t, c.Client(), "w1", w.port(), false, nil)
 	file := writeFile(t, t.TempDir(), "web.tar", string(testArchive(t)))
 	start := time.Now()

@@ -25,7 +25,10 @@ type MembershipConfig struct {
 	GossipPort int
 	Join       []string // any member's address, host or host:port
 	Token      string   // cluster token (gossip encryption)
-	Logger     *slog.Logger
+	// GossipKey, instead of Token, is the gossip key itself (a worker that
+	// joined with a join token gets it in the join response).
+	GossipKey []byte
+	Logger    *slog.Logger
 }
 
 // Membership is a worker's place in gossip: through it the worker learns
@@ -117,6 +120,8 @@ func Join(cfg MembershipConfig, timeout time.Duration) (*Membership, error) {
 			return nil, err
 		}
 		mc.SecretKey, mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = key, true, true
+	} else if len(cfg.GossipKey) > 0 {
+		mc.SecretKey, mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = cfg.GossipKey, true, true
 	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"orch.dev/orch/agent"
 	"orch.dev/orch/api/client"
+	"orch.dev/orch/internal/join"
 	"orch.dev/orch/node/runtime"
 	"orch.dev/orch/node/worker"
 )
@@ -118,6 +119,11 @@ func runWorker(c *cli.Context, cfg agent.Config) error {
 	if err != nil {
 		return err
 	}
+	if _, err := join.Parse(cfg.Token); err == nil {
+		// A join token, not the cluster secret: the worker joins through
+		// the API at --join and keeps its certificate (node/worker/tls.go).
+		wc.JoinToken, wc.Token = cfg.Token, ""
+	}
 	w, err := worker.New(wc)
 	if err != nil {
 		return err
@@ -165,6 +171,9 @@ func startLocalWorker(c *cli.Context, cfg agent.Config, a *agent.Agent) (func(),
 			return
 		}
 		wc.TLS = client.TLS{CAPEM: a.CACertPEM()}
+		if !cfg.Insecure {
+			wc.CA = a.ClusterCA() // for its worker API certificate
+		}
 		wc.Token = a.ClusterSecret()
 		w, err := worker.New(wc)
 		if err == nil {

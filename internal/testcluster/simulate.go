@@ -74,3 +74,19 @@ func (c *Cluster) Worker(name string, extra ...string) *Server {
 	}
 	return s
 }
+
+// WorkerWithToken is Worker with --token token (a join token, or any
+// other) instead of the cluster's secret, and --join HOST: the first
+// server's address, which a token join reaches on the API port.
+func (c *Cluster) WorkerWithToken(name, token string, extra ...string) *Server {
+	c.t.Helper()
+	ip := fmt.Sprintf("%s%d", c.prefix, 20+len(c.Others))
+	s := &Server{Name: name, IP: ip, DataDir: filepath.Join(c.dir, name), LogPath: filepath.Join(c.dir, name+".log"), bin: filepath.Join(c.bin, "orchd")}
+	s.args = append([]string{"agent", "--worker", "--name", name, "--join", c.prefix + "11", "--bind", ip,
+		"--data-dir", s.DataDir, "--log-level", "info", "--token", token}, extra...)
+	c.Others = append(c.Others, s)
+	if err := s.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	return s
+}

@@ -104,6 +104,13 @@ func (s *servers) setCA(pem []byte) error {
 	return kubelet.WriteFileAtomic(s.caPath, pem, 0o644)
 }
 
+// addrs is the current server list (API host:port).
+func (s *servers) addrs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.list)
+}
+
 func (s *servers) client() *client.Client {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -123,8 +130,14 @@ func (s *servers) follow(ctx context.Context, w *Worker) {
 	delay := time.Second
 	for m == nil {
 		var err error
-		m, err = node.Join(node.MembershipConfig{Name: w.cfg.Name, BindAddr: w.cfg.Bind, GossipPort: w.cfg.GossipPort,
-			Join: w.cfg.Join, Token: w.cfg.Token, Logger: w.log}, 5*time.Second)
+		mc := node.MembershipConfig{Name: w.cfg.Name, BindAddr: w.cfg.Bind, GossipPort: w.cfg.GossipPort,
+			Join: w.cfg.Join, Token: w.cfg.Token, Logger: w.log}
+		if w.cfg.JoinToken != "" {
+			// --join names the servers' APIs; gossip is on their default port,
+			// with the key the join response gave.
+			mc.Join, mc.Token, mc.GossipKey = gossipHosts(w.cfg.Join), "", w.tls.gossip()
+		}
+		m, err = node.Join(mc, 5*time.Second)
 		if err != nil {
 			w.log.Warn("cannot join the cluster's gossip yet", "err", err)
 			select {
@@ -150,6 +163,16 @@ func (s *servers) follow(ctx context.Context, w *Worker) {
 		}
 		if err := s.setCA(pki.CertPEM(ca.Cert)); err != nil {
 			w.log.Error("keeping the cluster CA", "err", err)
+		}
+	}
+	if w.apiTLS && w.cfg.JoinToken == "" && w.tls.needsCert(time.Now()) {
+		// The cluster secret opens the sealed CA: the worker certifies itself.
+		ca, err := m.WaitClusterCA(time.Minute)
+		if err == nil {
+			err = w.tls.issueSelf(ca, time.Now())
+		}
+		if err != nil {
+			w.log.Error("cannot issue the worker API certificate; servers cannot reach this worker's logs and exec", "err", err)
 		}
 	}
 	t := time.NewTicker(2 * time.Second)

@@ -13,6 +13,7 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"orch.dev/orch/api/client"
+	"orch.dev/orch/internal/pki"
 	"orch.dev/orch/node/kubelet"
 	"orch.dev/orch/node/runtime"
 )
@@ -46,7 +48,21 @@ type Config struct {
 	Servers    []string
 	GossipPort int // 7402
 	APIPort    int // 7403; the worker API
-	Token      string
+	// Token is the cluster secret (gossip key, bearer token, the sealed
+	// CA's key), or empty with JoinToken.
+	Token string
+	// JoinToken, instead of Token, is a join token (orch1.<id>.<secret>.<ca>,
+	// `orchctl operator token create --role worker`): the worker joins
+	// through the API of the servers Join names (port 7400 unless given),
+	// gets its certificate and the gossip key, and keeps them in
+	// DataDir/tls (tls.go); gossip is joined on the same hosts' port 7402.
+	JoinToken string
+	// CA, when set (a worker in a server's process), is the cluster CA
+	// with its key: the worker issues itself its certificate with it.
+	CA *pki.CA
+	// RenewCheckInterval is how often the certificate is checked for
+	// renewal (1m).
+	RenewCheckInterval time.Duration
 	// TLS is how the worker speaks to the API (the cluster CA); without a
 	// CA it waits for the one the servers send over gossip.
 	TLS client.TLS
@@ -103,6 +119,9 @@ func (c *Config) defaults() error {
 	if c.MaxPods == 0 {
 		c.MaxPods = 110
 	}
+	if c.RenewCheckInterval == 0 {
+		c.RenewCheckInterval = time.Minute
+	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = time.Second
 	}
@@ -126,6 +145,8 @@ type Worker struct {
 	servers *servers
 
 	apiLn   net.Listener
+	tls     *nodeTLS
+	apiTLS  bool // the worker API speaks mutual TLS (else plain HTTP: no cluster CA)
 	kubelet *kubelet.Kubelet
 	rt      runtime.Runtime
 	started chan struct{}
@@ -144,7 +165,11 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker API: %w", err)
 	}
 	w := &Worker{cfg: cfg, log: cfg.Logger, machine: readMachine(cfg.Version), servers: newServers(cfg.DataDir, cfg.Token, cfg.TLS),
-		apiLn: ln, started: make(chan struct{})}
+		apiLn: ln, started: make(chan struct{}), tls: newNodeTLS(&cfg)}
+	w.apiTLS = cfg.JoinToken != "" || cfg.CA != nil || (len(cfg.Servers) == 0 && cfg.Token != "")
+	if cfg.JoinToken != "" {
+		w.servers.token = "" // the certificate is the credential
+	}
 	return w, nil
 }
 
@@ -181,6 +206,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); f() }()
 	}
 
+	if err := w.startTLS(ctx, go1); err != nil {
+		return err
+	}
 	w.servers.load()
 	if len(w.cfg.Servers) > 0 {
 		if err := w.servers.set(w.cfg.Servers, false); err != nil {
@@ -234,9 +262,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	go1(func() { w.registerLoop(ctx, st.PodCIDR) })
 	go1(func() { w.heartbeatLoop(ctx) })
 
-	srv := &http.Server{Handler: (&apiServer{pods: k, rt: rt, token: w.cfg.Token, log: w.log}).handler(), ReadHeaderTimeout: 10 * time.Second}
+	as := &apiServer{pods: k, rt: rt, token: w.cfg.Token, log: w.log}
+	apiLn := w.apiLn
+	if w.apiTLS {
+		// Mutual TLS: only servers get in; no bearer token.
+		as.token = ""
+		apiLn = tls.NewListener(apiLn, &tls.Config{MinVersion: tls.VersionTLS13, GetConfigForClient: w.tls.serverConfig})
+	}
+	srv := &http.Server{Handler: as.handler(), ReadHeaderTimeout: 10 * time.Second,
+		// Refused handshakes (a client that is not a server) at debug level.
+		ErrorLog: slog.NewLogLogger(w.log.Handler(), slog.LevelDebug)}
 	go1(func() {
-		if err := srv.Serve(w.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			w.log.Error("worker API stopped", "err", err)
 		}
 	})
@@ -250,6 +287,44 @@ func (w *Worker) Run(ctx context.Context) error {
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
 	srv.Shutdown(sctx)
+	return nil
+}
+
+// startTLS gets the worker its certificate: the one kept from an earlier
+// run, else by the join handshake (JoinToken) or issued with Config.CA; a
+// worker with the cluster secret and gossip issues it once it has the CA
+// (servers.follow). It then keeps it renewed.
+func (w *Worker) startTLS(ctx context.Context, go1 func(func())) error {
+	now := time.Now()
+	w.tls.load(now)
+	_, cert, _ := w.tls.current()
+	switch {
+	case w.cfg.JoinToken != "" && cert == nil:
+		if err := w.tls.joinWithToken(ctx, w.cfg.JoinToken, apiAddrs(w.cfg.Join)); err != nil {
+			return err
+		}
+	case w.cfg.CA != nil && w.tls.needsCert(now):
+		if err := w.tls.issueSelf(w.cfg.CA, now); err != nil {
+			return fmt.Errorf("worker certificate: %w", err)
+		}
+	}
+	if w.cfg.JoinToken != "" {
+		ca, _, certs := w.tls.current()
+		w.servers.mu.Lock()
+		w.servers.tls = client.TLS{CAPEM: pki.CertPEM(ca), Certs: certs}
+		w.servers.mu.Unlock()
+	}
+	if w.apiTLS {
+		go1(func() {
+			w.tls.renewLoop(ctx, func() []string {
+				list := w.servers.addrs()
+				if w.cfg.JoinToken != "" {
+					list = append(list, apiAddrs(w.cfg.Join)...)
+				}
+				return list
+			}, w.cfg.RenewCheckInterval)
+		})
+	}
 	return nil
 }
 

@@ -73,7 +73,11 @@ type node struct {
 
 // startNode registers node w1 with the runtime's pod CIDR (the FSM keeps a
 // CIDR a node names), imports the test images and starts the worker.
-func startNode(t *testing.T, c *inproc.Cluster) *node {
+func startNode(t *testing.T, c *inproc.Cluster) *node { return startNodeWith(t, c, nil) }
+
+// startNodeWith is startNode with the worker's configuration changed by
+// change before it starts.
+func startNodeWith(t *testing.T, c *inproc.Cluster, change func(*worker.Config)) *node {
 	rtCfg := ctrd.Runtime(t)
 	ctx := context.Background()
 	rt, err := runtime.New(ctx, rtCfg)
@@ -109,6 +113,9 @@ func startNode(t *testing.T, c *inproc.Cluster) *node {
 			t.Logf("==== worker log\n%s", nd.logs.String())
 		}
 	})
+	if change != nil {
+		change(&nd.cfg)
+	}
 	nd.start()
 	return nd
 }

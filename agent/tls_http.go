@@ -83,31 +83,8 @@ func (a *Agent) TLSReady() <-chan struct{} { return a.tls.Ready() }
 // this server's certificate to other servers, plain HTTP where the URL
 // says so.
 func (a *Agent) newPeerClient() *http.Client {
-	dialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{Transport: &http.Transport{
-		Proxy:       nil,
-		DialContext: dialer.DialContext,
-		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			cfg, err := a.tls.peerClientConfig()
-			if err != nil {
-				return nil, &net.OpError{Op: "dial", Net: network, Err: err}
-			}
-			c, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			tc := tls.Client(c, cfg)
-			if err := tc.HandshakeContext(ctx); err != nil {
-				c.Close()
-				// Nothing was sent: callers may retry elsewhere (forward.go).
-				return nil, &net.OpError{Op: "dial", Net: network, Err: err}
-			}
-			return tc, nil
-		},
-		MaxIdleConns:        512,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     90 * time.Second,
-	}}
+	// a.tls is read at each dial: it does not exist yet when this runs.
+	return mutualTLSClient(func() (*tls.Config, error) { return a.tls.peerClientConfig() }, 512, 256)
 }
 
 // workerScheme is the scheme of calls to workers' APIs (logs, exec,
@@ -118,16 +95,29 @@ func (a *Agent) workerScheme() string { return a.scheme() }
 // presents this server's certificate (role server, which is all a worker
 // API accepts) and accepts only a worker certificate of the cluster CA.
 func (a *Agent) newWorkerClient() *http.Client {
+	return mutualTLSClient(func() (*tls.Config, error) {
+		ca, certs := a.tls.caCert(), a.tls.Certs()
+		if ca == nil || certs == nil {
+			return nil, errNoCA
+		}
+		return pki.ClientConfig(ca, certs, pki.Policy{Roles: []pki.Role{pki.RoleWorker}}), nil
+	}, 64, 8)
+}
+
+// mutualTLSClient is an HTTP client whose TLS connections use the config
+// tlsConfig returns at each dial (certificates rotate in place). A failed
+// handshake is a dial error: nothing was sent, so callers may retry
+// elsewhere (forward.go).
+func mutualTLSClient(tlsConfig func() (*tls.Config, error), maxIdle, maxIdlePerHost int) *http.Client {
 	dialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{Transport: &http.Transport{
 		Proxy:       nil,
 		DialContext: dialer.DialContext,
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			ca, certs := a.tls.caCert(), a.tls.Certs()
-			if ca == nil || certs == nil {
-				return nil, &net.OpError{Op: "dial", Net: network, Err: errNoCA}
+			cfg, err := tlsConfig()
+			if err != nil {
+				return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 			}
-			cfg := pki.ClientConfig(ca, certs, pki.Policy{Roles: []pki.Role{pki.RoleWorker}})
 			c, err := dialer.DialContext(ctx, network, addr)
 			if err != nil {
 				return nil, err
@@ -139,8 +129,8 @@ func (a *Agent) newWorkerClient() *http.Client {
 			}
 			return tc, nil
 		},
-		MaxIdleConns:        64,
-		MaxIdleConnsPerHost: 8,
+		MaxIdleConns:        maxIdle,
+		MaxIdleConnsPerHost: maxIdlePerHost,
 		IdleConnTimeout:     90 * time.Second,
 	}}
 }

@@ -108,6 +108,9 @@ func (a *applier) put(rec, prev *Record) {
 	if err := a.txn.Insert(rec.Kind.Resource, rec); err != nil {
 		panic(err) // static schema: cannot fail
 	}
+	if rec.Kind == api.Pod {
+		podChanged(a.txn, prev, rec)
+	}
 	t := Modified
 	if prev == nil {
 		t = Added
@@ -115,10 +118,18 @@ func (a *applier) put(rec, prev *Record) {
 	a.events = append(a.events, Event{Type: t, Record: rec, Prev: prev})
 }
 
-// remove deletes rec and records a DELETED event carrying its last state.
+// remove deletes the object of rec (which may be its last state rather
+// than the stored record) and records a DELETED event carrying rec.
 func (a *applier) remove(rec *Record) *Record {
+	var stored *Record
+	if rec.Kind == api.Pod {
+		stored = a.get(api.Pod, rec.Key) // what its node's usage counts
+	}
 	if err := a.txn.Delete(rec.Kind.Resource, rec); err != nil {
 		panic(err)
+	}
+	if stored != nil {
+		podChanged(a.txn, stored, nil)
 	}
 	last := rec.Copy()
 	last.SetResourceVersion(formatRV(a.index))
@@ -211,6 +222,9 @@ func (a *applier) update(c *Update) *Result {
 	}
 	next.SetResourceVersion(formatRV(a.index))
 	rec := newRecord(k, next, a.index)
+	if c.Status {
+		rec.sameSpec(old)
+	}
 	a.put(rec, old)
 	return &Result{Record: rec}
 }

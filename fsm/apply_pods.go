@@ -24,43 +24,37 @@ var (
 	ErrDisruption = errors.New("disruption budget")
 )
 
-// nodeUsage is a node and what its pods take, kept up to date while one
-// Bind entry places pods on it.
-type nodeUsage struct {
-	node *corev1.Node
-	free fit.Resources // allocatable minus used
-	pods []*corev1.Pod
+// bindNode is a node as one Bind entry sees it: nodes do not change
+// within an entry, only what their pods take (the usage table) does.
+type bindNode struct {
+	node        *corev1.Node
+	allocatable fit.Resources
 }
 
 func (a *applier) bind(c *Bind) *Result {
 	res := &Result{Batch: make([]*Result, len(c.Bindings))}
-	usage := map[string]*nodeUsage{}
+	nodes := map[string]*bindNode{}
 	for i, b := range c.Bindings {
-		res.Batch[i] = a.bindOne(b, c.Time, usage)
+		res.Batch[i] = a.bindOne(b, c.Time, nodes)
 	}
 	return res
 }
 
-func (a *applier) usage(name string, cache map[string]*nodeUsage) *nodeUsage {
-	if u, ok := cache[name]; ok {
-		return u
+func (a *applier) bindNode(name string, cache map[string]*bindNode) *bindNode {
+	if n, ok := cache[name]; ok {
+		return n
 	}
-	var u *nodeUsage
+	var n *bindNode
 	if rec := a.get(api.Node, name); rec != nil {
 		node := rec.Obj.(*corev1.Node)
-		u = &nodeUsage{node: node, free: fit.Allocatable(node)}
-		for _, p := range a.collect(api.Pod.Resource, indexNode, name) {
-			pod := p.Obj.(*corev1.Pod)
-			u.pods = append(u.pods, pod)
-		}
-		u.free.Sub(fit.Used(u.pods))
+		n = &bindNode{node: node, allocatable: fit.Allocatable(node)}
 	}
-	cache[name] = u
-	return u
+	cache[name] = n
+	return n
 }
 
 // bindOne re-checks one binding against the current state and applies it.
-func (a *applier) bindOne(b Binding, t int64, cache map[string]*nodeUsage) *Result {
+func (a *applier) bindOne(b Binding, t int64, cache map[string]*bindNode) *Result {
 	rec := a.get(api.Pod, ObjectKey(api.Pod, b.Namespace, b.Name))
 	if rec == nil {
 		return objErr(ErrNotFound, api.Pod, b.Namespace, b.Name, "pods %q not found", b.Name)
@@ -74,11 +68,11 @@ func (a *applier) bindOne(b Binding, t int64, cache map[string]*nodeUsage) *Resu
 	case pod.DeletionTimestamp != nil:
 		return objErr(ErrConflict, api.Pod, b.Namespace, b.Name, "pod %s/%s is being deleted", b.Namespace, b.Name)
 	}
-	u := a.usage(b.Node, cache)
-	if u == nil {
+	n := a.bindNode(b.Node, cache)
+	if n == nil {
 		return objErr(ErrDoesNotFit, api.Pod, b.Namespace, b.Name, "node %q not found", b.Node)
 	}
-	if reason := unfit(pod, u); reason != "" {
+	if reason := a.unfit(rec, n, b.Node); reason != "" {
 		return objErr(ErrDoesNotFit, api.Pod, b.Namespace, b.Name, "pod %s/%s does not fit on node %s: %s", b.Namespace, b.Name, b.Node, reason)
 	}
 	next := pod.DeepCopy()
@@ -87,15 +81,15 @@ func (a *applier) bindOne(b Binding, t int64, cache map[string]*nodeUsage) *Resu
 		LastTransitionTime: metav1.NewTime(time.Unix(0, t).UTC())})
 	next.ResourceVersion = formatRV(a.index)
 	out := newRecord(api.Pod, next, a.index)
-	a.put(out, rec)
-	u.free.Sub(fit.Requests(next))
-	u.pods = append(u.pods, next)
+	out.sameSpec(rec)
+	a.put(out, rec) // counts the pod in its node's usage
 	return &Result{Record: out}
 }
 
-// unfit explains why pod may not go to the node now, "" when it fits.
-func unfit(pod *corev1.Pod, u *nodeUsage) string {
-	node := u.node
+// unfit explains why the pod of rec may not go to the node now, "" when
+// it fits.
+func (a *applier) unfit(rec *Record, n *bindNode, name string) string {
+	pod, node := rec.Obj.(*corev1.Pod), n.node
 	switch {
 	case !fit.Ready(node):
 		return "node is not ready"
@@ -107,15 +101,21 @@ func unfit(pod *corev1.Pod, u *nodeUsage) string {
 	if t, ok := fit.UntoleratedTaint(pod, node); ok {
 		return fmt.Sprintf("untolerated taint %s=%s:%s", t.Key, t.Value, t.Effect)
 	}
-	if short := fit.Insufficient(fit.Requests(pod), u.free, nil); len(short) > 0 {
+	if short := fit.Insufficient(rec.requests(), n.allocatable, nodeUsed(a.txn, name)); len(short) > 0 {
 		names := make([]string, len(short))
 		for i, n := range short {
 			names[i] = "insufficient " + string(n)
 		}
 		return strings.Join(names, ", ")
 	}
-	if p, ok := fit.PortConflict(pod, u.pods); ok {
-		return "host port " + p.String() + " is in use"
+	if len(fit.HostPorts(pod)) > 0 {
+		var onNode []*corev1.Pod
+		for _, p := range a.collect(api.Pod.Resource, indexNode, name) {
+			onNode = append(onNode, p.Obj.(*corev1.Pod))
+		}
+		if p, ok := fit.PortConflict(pod, onNode); ok {
+			return "host port " + p.String() + " is in use"
+		}
 	}
 	return ""
 }
@@ -163,6 +163,7 @@ func (a *applier) terminateGracefully(rec *Record, requested *int64, deletionTim
 	next.DeletionGracePeriodSeconds = &grace
 	next.ResourceVersion = formatRV(a.index)
 	out := newRecord(api.Pod, next, a.index)
+	out.sameSpec(rec)
 	a.put(out, rec)
 	return &Result{Record: out}
 }

@@ -228,6 +228,9 @@ func ReadSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
 			if err := txn.Insert(tableMeta, &metaRow{Key: "applied", Index: index}); err != nil {
 				return bad("%v", err)
 			}
+			if err := rebuildUsage(txn); err != nil {
+				return bad("%v", err)
+			}
 			txn.Commit()
 			return db, index, nil
 		case t&recordSkipFlag != 0:

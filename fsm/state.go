@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"orch.dev/orch/api"
+	"orch.dev/orch/sched/fit"
 )
 
 // Record is one stored object. Records are immutable once inserted: a change
@@ -23,6 +24,8 @@ type Record struct {
 	Owners []string
 
 	json atomic.Pointer[[]byte]
+	// req caches a pod's fit.Requests (see requests).
+	req atomic.Pointer[fit.Resources]
 }
 
 // ObjectKey is the table key of an object.
@@ -53,6 +56,25 @@ func (r *Record) JSON() []byte {
 	}
 	r.json.Store(&b)
 	return b
+}
+
+// requests is a pod's fit.Requests, computed once: only the FSM's apply
+// goroutine asks, and never modifies the result.
+func (r *Record) requests() fit.Resources {
+	if p := r.req.Load(); p != nil {
+		return *p
+	}
+	req := fit.Requests(r.Obj.(*corev1.Pod))
+	r.req.Store(&req)
+	return req
+}
+
+// sameSpec tells r that its pod's spec equals old's (a status, deletion
+// or binding write), so that it shares old's computed requests.
+func (r *Record) sameSpec(old *Record) {
+	if p := old.req.Load(); p != nil {
+		r.req.Store(p)
+	}
 }
 
 // Copy returns a deep copy of the object that the caller may modify.
@@ -97,6 +119,7 @@ func schema() *memdb.DBSchema {
 			indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
 		}},
 		tableRequests: requestsTable(),
+		tableUsage:    usageTable(),
 	}}
 	for _, k := range api.Kinds {
 		t := &memdb.TableSchema{Name: k.Resource, Indexes: map[string]*memdb.IndexSchema{

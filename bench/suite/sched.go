@@ -37,6 +37,11 @@ type SchedConfig struct {
 	// LatencyPods pods, on a cluster of the first scale's node count.
 	Rate        float64
 	LatencyPods int
+	// ProfileDir, when set, receives the leader's CPU profile of the first
+	// ProfileSeconds of each scale's first throughput run, and its heap
+	// profile at the end of that run.
+	ProfileDir     string
+	ProfileSeconds int
 }
 
 // SchedResult is one throughput run: a ReplicaSet of Pods replicas on
@@ -52,6 +57,9 @@ type SchedResult struct {
 	// From the first pod seen to the last pod bound.
 	BindSeconds float64 `json:"bind_seconds"`
 	BindPerSec  float64 `json:"bind_per_sec"`
+	// From the ReplicaSet's creation to the last pod seen (created): when
+	// it is close to TotalSeconds, creating the pods is what limits.
+	CreatedSeconds float64 `json:"created_seconds"`
 	// The leader's peak VmRSS (VmHWM) at the end of the run.
 	LeaderPeakMiB float64 `json:"leader_peak_rss_mib"`
 	LoadAvg       float64 `json:"loadavg_1m"`
@@ -84,11 +92,15 @@ func Sched(env *Env, cfg SchedConfig, progress func(string)) SchedResults {
 		for i, sc := range cfg.Scales {
 			mark := env.Mark()
 			c, cl := startSchedCluster(env, sc.Nodes)
-			r := schedThroughput(env, c, cl, sc)
+			prof := ""
+			if run == 1 {
+				prof = cfg.ProfileDir
+			}
+			r := schedThroughput(env, c, cl, sc, prof, cfg.ProfileSeconds)
 			r.Run = run
 			out.Throughput = append(out.Throughput, r)
-			progress(fmt.Sprintf("sched run %d: %d nodes, %d pods: %.0f pods/s created+bound (%.0f pods/s bound), leader peak RSS %.0f MiB",
-				run, sc.Nodes, sc.Pods, r.TotalPerSec, r.BindPerSec, r.LeaderPeakMiB))
+			progress(fmt.Sprintf("sched run %d: %d nodes, %d pods: %.0f pods/s created+bound (%.0f pods/s bound; all created after %.1f s of %.1f), leader peak RSS %.0f MiB",
+				run, sc.Nodes, sc.Pods, r.TotalPerSec, r.BindPerSec, r.CreatedSeconds, r.TotalSeconds, r.LeaderPeakMiB))
 			if i == 0 && cfg.LatencyPods > 0 {
 				l := schedLatency(env, cl, cfg.Rate, cfg.LatencyPods)
 				l.Run, l.Nodes = run, sc.Nodes
@@ -213,6 +225,13 @@ func watchBindings(ctx context.Context, env *Env, cl *client.Client) *bindWatch 
 // waitBound waits until n pods are bound and returns when the first pod
 // was seen and the last one bound.
 func (bw *bindWatch) waitBound(env *Env, n int, timeout time.Duration) (first, last time.Time) {
+	first, _, last = bw.waitBoundSeen(env, n, timeout)
+	return first, last
+}
+
+// waitBoundSeen is waitBound that also returns when the last pod was
+// first seen.
+func (bw *bindWatch) waitBoundSeen(env *Env, n int, timeout time.Duration) (first, lastSeen, last time.Time) {
 	deadline := time.After(timeout)
 	for {
 		bw.mu.Lock()
@@ -221,6 +240,9 @@ func (bw *bindWatch) waitBound(env *Env, n int, timeout time.Duration) (first, l
 			for _, t := range bw.seen {
 				if first.IsZero() || t.Before(first) {
 					first = t
+				}
+				if t.After(lastSeen) {
+					lastSeen = t
 				}
 			}
 			for _, t := range bw.bound {
@@ -232,7 +254,7 @@ func (bw *bindWatch) waitBound(env *Env, n int, timeout time.Duration) (first, l
 		have := len(bw.bound)
 		bw.mu.Unlock()
 		if done {
-			return first, last
+			return first, lastSeen, last
 		}
 		select {
 		case <-bw.wake:
@@ -242,7 +264,7 @@ func (bw *bindWatch) waitBound(env *Env, n int, timeout time.Duration) (first, l
 	}
 }
 
-func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc SchedScale) SchedResult {
+func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc SchedScale, profileDir string, profileSecs int) SchedResult {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	bw := watchBindings(ctx, env, cl)
@@ -254,16 +276,28 @@ func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc Sch
 		Spec: appsv1.ReplicaSetSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: benchPodSpec()}},
 	}
+	name := fmt.Sprintf("orch-leader-sched-%dx%d", sc.Nodes, sc.Pods)
+	saved := func() {}
+	if profileDir != "" {
+		saved = profile(c.Leader(), profileDir, name+"-cpu.pprof", 0, time.Duration(max(profileSecs, 1))*time.Second)
+	}
 	start := time.Now()
 	if _, err := cl.Create(ctx, rs); err != nil {
 		env.Fatal(err)
 	}
-	first, last := bw.waitBound(env, sc.Pods, 10*time.Minute)
+	first, lastSeen, last := bw.waitBoundSeen(env, sc.Pods, 10*time.Minute)
+	if profileDir != "" {
+		if l := c.Leader(); l != nil {
+			saveURL(l.URL()+"/debug/pprof/heap", filepath.Join(profileDir, name+"-heap.pprof"), time.Minute)
+		}
+		saved()
+	}
 	r := SchedResult{Nodes: sc.Nodes, Pods: sc.Pods, LoadAvg: LoadAvg()}
 	r.TotalSeconds = last.Sub(start).Seconds()
 	r.TotalPerSec = float64(sc.Pods) / r.TotalSeconds
 	r.BindSeconds = last.Sub(first).Seconds()
 	r.BindPerSec = float64(sc.Pods) / r.BindSeconds
+	r.CreatedSeconds = lastSeen.Sub(start).Seconds()
 	if l := c.Leader(); l != nil {
 		if hwm, err := statusKiB(l.PID(), "VmHWM:"); err == nil {
 			r.LeaderPeakMiB = float64(hwm) / 1024

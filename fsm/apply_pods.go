@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,37 +25,16 @@ var (
 	ErrDisruption = errors.New("disruption budget")
 )
 
-// bindNode is a node as one Bind entry sees it: nodes do not change
-// within an entry, only what their pods take (the usage table) does.
-type bindNode struct {
-	node        *corev1.Node
-	allocatable fit.Resources
-}
-
 func (a *applier) bind(c *Bind) *Result {
 	res := &Result{Batch: make([]*Result, len(c.Bindings))}
-	nodes := map[string]*bindNode{}
 	for i, b := range c.Bindings {
-		res.Batch[i] = a.bindOne(b, c.Time, nodes)
+		res.Batch[i] = a.bindOne(b, c.Time)
 	}
 	return res
 }
 
-func (a *applier) bindNode(name string, cache map[string]*bindNode) *bindNode {
-	if n, ok := cache[name]; ok {
-		return n
-	}
-	var n *bindNode
-	if rec := a.get(api.Node, name); rec != nil {
-		node := rec.Obj.(*corev1.Node)
-		n = &bindNode{node: node, allocatable: fit.Allocatable(node)}
-	}
-	cache[name] = n
-	return n
-}
-
 // bindOne re-checks one binding against the current state and applies it.
-func (a *applier) bindOne(b Binding, t int64, cache map[string]*bindNode) *Result {
+func (a *applier) bindOne(b Binding, t int64) *Result {
 	rec := a.get(api.Pod, ObjectKey(api.Pod, b.Namespace, b.Name))
 	if rec == nil {
 		return objErr(ErrNotFound, api.Pod, b.Namespace, b.Name, "pods %q not found", b.Name)
@@ -68,15 +48,16 @@ func (a *applier) bindOne(b Binding, t int64, cache map[string]*bindNode) *Resul
 	case pod.DeletionTimestamp != nil:
 		return objErr(ErrConflict, api.Pod, b.Namespace, b.Name, "pod %s/%s is being deleted", b.Namespace, b.Name)
 	}
-	n := a.bindNode(b.Node, cache)
+	n := a.get(api.Node, b.Node)
 	if n == nil {
 		return objErr(ErrDoesNotFit, api.Pod, b.Namespace, b.Name, "node %q not found", b.Node)
 	}
-	if reason := a.unfit(rec, n, b.Node); reason != "" {
+	if reason := a.unfit(rec, n); reason != "" {
 		return objErr(ErrDoesNotFit, api.Pod, b.Namespace, b.Name, "pod %s/%s does not fit on node %s: %s", b.Namespace, b.Name, b.Node, reason)
 	}
-	next := pod.DeepCopy()
+	next := shallowCopy(pod).(*corev1.Pod)
 	next.Spec.NodeName = b.Node
+	next.Status.Conditions = slices.Clone(pod.Status.Conditions) // setPodCondition writes into it
 	setPodCondition(&next.Status, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue,
 		LastTransitionTime: metav1.NewTime(time.Unix(0, t).UTC())})
 	next.ResourceVersion = formatRV(a.index)
@@ -86,10 +67,10 @@ func (a *applier) bindOne(b Binding, t int64, cache map[string]*bindNode) *Resul
 	return &Result{Record: out}
 }
 
-// unfit explains why the pod of rec may not go to the node now, "" when
-// it fits.
-func (a *applier) unfit(rec *Record, n *bindNode, name string) string {
-	pod, node := rec.Obj.(*corev1.Pod), n.node
+// unfit explains why the pod of rec may not go to the node of n now, ""
+// when it fits.
+func (a *applier) unfit(rec, n *Record) string {
+	pod, node := rec.Obj.(*corev1.Pod), n.Obj.(*corev1.Node)
 	switch {
 	case !fit.Ready(node):
 		return "node is not ready"
@@ -101,7 +82,7 @@ func (a *applier) unfit(rec *Record, n *bindNode, name string) string {
 	if t, ok := fit.UntoleratedTaint(pod, node); ok {
 		return fmt.Sprintf("untolerated taint %s=%s:%s", t.Key, t.Value, t.Effect)
 	}
-	if short := fit.Insufficient(rec.requests(), n.allocatable, nodeUsed(a.txn, name)); len(short) > 0 {
+	if short := fit.Insufficient(rec.resources(), n.resources(), a.usage[node.Name]); len(short) > 0 {
 		names := make([]string, len(short))
 		for i, n := range short {
 			names[i] = "insufficient " + string(n)
@@ -110,7 +91,7 @@ func (a *applier) unfit(rec *Record, n *bindNode, name string) string {
 	}
 	if len(fit.HostPorts(pod)) > 0 {
 		var onNode []*corev1.Pod
-		for _, p := range a.collect(api.Pod.Resource, indexNode, name) {
+		for _, p := range a.collect(api.Pod.Resource, indexNode, node.Name) {
 			onNode = append(onNode, p.Obj.(*corev1.Pod))
 		}
 		if p, ok := fit.PortConflict(pod, onNode); ok {
@@ -157,7 +138,7 @@ func (a *applier) terminateGracefully(rec *Record, requested *int64, deletionTim
 	if pod.DeletionGracePeriodSeconds != nil && *pod.DeletionGracePeriodSeconds <= grace {
 		return &Result{Record: rec} // already terminating, at least as soon
 	}
-	next := pod.DeepCopy()
+	next := shallowCopy(pod).(*corev1.Pod)
 	ts := metav1.NewTime(time.Unix(0, deletionTime).Add(time.Duration(grace) * time.Second).UTC())
 	next.DeletionTimestamp = &ts
 	next.DeletionGracePeriodSeconds = &grace

@@ -127,6 +127,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.db.Store(db)
 	f.requests = rebuildRequestQueue(db)
+	f.usage = usageOf(db.Txn(false))
 	f.history.reset(index)
 	f.setApplied(index)
 	f.logger.Info("restored snapshot", "index", index)
@@ -226,9 +227,6 @@ func ReadSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
 				return bad("checksum mismatch")
 			}
 			if err := txn.Insert(tableMeta, &metaRow{Key: "applied", Index: index}); err != nil {
-				return bad("%v", err)
-			}
-			if err := rebuildUsage(txn); err != nil {
 				return bad("%v", err)
 			}
 			txn.Commit()

@@ -24,8 +24,8 @@ type Record struct {
 	Owners []string
 
 	json atomic.Pointer[[]byte]
-	// req caches a pod's fit.Requests (see requests).
-	req atomic.Pointer[fit.Resources]
+	// res caches a pod's requests or a node's allocatable (resources).
+	res atomic.Pointer[fit.Resources]
 }
 
 // ObjectKey is the table key of an object.
@@ -58,22 +58,30 @@ func (r *Record) JSON() []byte {
 	return b
 }
 
-// requests is a pod's fit.Requests, computed once: only the FSM's apply
+// resources is, computed once, what a pod takes from its node
+// (fit.Requests) or what a node offers (fit.Allocatable). Only the apply
 // goroutine asks, and never modifies the result.
-func (r *Record) requests() fit.Resources {
-	if p := r.req.Load(); p != nil {
+func (r *Record) resources() fit.Resources {
+	if p := r.res.Load(); p != nil {
 		return *p
 	}
-	req := fit.Requests(r.Obj.(*corev1.Pod))
-	r.req.Store(&req)
-	return req
+	var res fit.Resources
+	switch o := r.Obj.(type) {
+	case *corev1.Pod:
+		res = fit.Requests(o)
+	case *corev1.Node:
+		res = fit.Allocatable(o)
+	}
+	r.res.Store(&res)
+	return res
 }
 
-// sameSpec tells r that its pod's spec equals old's (a status, deletion
-// or binding write), so that it shares old's computed requests.
+// sameSpec tells r, a pod, that its spec equals old's (a status, deletion
+// or binding write), so that it shares old's computed requests. (A node's
+// allocatable is in its status: it never shares.)
 func (r *Record) sameSpec(old *Record) {
-	if p := old.req.Load(); p != nil {
-		r.req.Store(p)
+	if p := old.res.Load(); p != nil && r.Kind == api.Pod {
+		r.res.Store(p)
 	}
 }
 
@@ -92,6 +100,59 @@ const (
 type metaRow struct {
 	Key   string
 	Index uint64
+}
+
+// keyIndexer indexes records by Key: memdb.StringFieldIndex without the
+// reflection, on every write's hottest path.
+type keyIndexer struct{}
+
+func (keyIndexer) FromObject(raw any) (bool, []byte, error) {
+	return true, []byte(raw.(*Record).Key + "\x00"), nil
+}
+
+func (keyIndexer) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("id index takes one argument")
+	}
+	s, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("id index argument must be a string")
+	}
+	return []byte(s + "\x00"), nil
+}
+
+// PrefixFromArgs serves the id_prefix queries (a namespace's objects).
+func (keyIndexer) PrefixFromArgs(args ...any) ([]byte, error) {
+	b, err := keyIndexer{}.FromArgs(args...)
+	if err != nil {
+		return nil, err
+	}
+	return b[:len(b)-1], nil
+}
+
+// ownersIndexer indexes records by the uids of their ownerReferences
+// (memdb.StringSliceFieldIndex on Owners, without the reflection).
+type ownersIndexer struct{}
+
+func (ownersIndexer) FromObject(raw any) (bool, [][]byte, error) {
+	var out [][]byte
+	for _, o := range raw.(*Record).Owners {
+		if o != "" {
+			out = append(out, []byte(o+"\x00"))
+		}
+	}
+	return len(out) > 0, out, nil
+}
+
+func (ownersIndexer) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("owner index takes one argument")
+	}
+	s, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("owner index argument must be a string")
+	}
+	return []byte(s + "\x00"), nil
 }
 
 // podNodeIndexer indexes pods by spec.nodeName (unbound pods under "").
@@ -119,12 +180,11 @@ func schema() *memdb.DBSchema {
 			indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
 		}},
 		tableRequests: requestsTable(),
-		tableUsage:    usageTable(),
 	}}
 	for _, k := range api.Kinds {
 		t := &memdb.TableSchema{Name: k.Resource, Indexes: map[string]*memdb.IndexSchema{
-			indexID:    {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
-			indexOwner: {Name: indexOwner, AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "Owners"}},
+			indexID:    {Name: indexID, Unique: true, Indexer: keyIndexer{}},
+			indexOwner: {Name: indexOwner, AllowMissing: true, Indexer: ownersIndexer{}},
 		}}
 		if k == api.Pod {
 			t.Indexes[indexNode] = &memdb.IndexSchema{Name: indexNode, Indexer: podNodeIndexer{}}
@@ -139,7 +199,11 @@ func newDB() *memdb.MemDB {
 	if err != nil {
 		panic(err) // the schema is static; an error is a programming bug
 	}
-	return db
+	// Nothing here uses memdb's watch channels (WatchSet): watches are
+	// served from the History. A "primary" MemDB would still track and
+	// close a channel for every radix node each commit modifies; a
+	// snapshot of the empty database is the same store without that.
+	return db.Snapshot()
 }
 
 // View is a consistent read-only snapshot of the state at one index.

@@ -1,8 +1,6 @@
 package fsm
 
 import (
-	"fmt"
-
 	"github.com/hashicorp/go-memdb"
 	corev1 "k8s.io/api/core/v1"
 
@@ -10,58 +8,34 @@ import (
 	"orch.dev/orch/sched/fit"
 )
 
-// tableUsage holds, per node, what the pods bound to it take: the sum of
+// usage is, per node, what the pods bound to it take: the sum of
 // fit.Requests over the pods that occupy it (fit.Occupies). It is derived
-// from the pods table, as the indexes are: every pod write updates it in
-// the same transaction, a restore rebuilds it, and snapshots leave it out.
-// With it, the re-check of a binding costs the same on a node with 100
-// pods as on an empty one (Kubernetes' NodeInfo.Requested, kept in the
-// state instead of in a scheduler's cache).
-const tableUsage = "usage"
+// from the pods, as an index is, and kept up to date by every pod write
+// (put, remove), so that re-checking a binding costs the same on a node
+// with a hundred pods as on an empty one (Kubernetes' NodeInfo.Requested,
+// kept by the state machine instead of a scheduler's cache).
+//
+// Only the apply goroutine uses it, so it is a plain map changed in
+// place, reflecting the last applied entry; Restore rebuilds it, and
+// snapshots leave it out. A node without occupying pods has no entry, and
+// entries hold no zero values, so that the incremental map always equals
+// one summed from scratch.
+type usage map[string]fit.Resources
 
-// usageRow is one node's usage. Rows are immutable once inserted; a node
-// without occupying pods has none. Used never holds zero entries, so that
-// an incremental row equals one summed from scratch.
-type usageRow struct {
-	Node string
-	Used fit.Resources
-}
-
-func usageTable() *memdb.TableSchema {
-	return &memdb.TableSchema{Name: tableUsage, Indexes: map[string]*memdb.IndexSchema{
-		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Node"}},
-	}}
-}
-
-// nodeUsed is what the pods occupying node take (nil when none do).
-func nodeUsed(txn *memdb.Txn, node string) fit.Resources {
-	raw, err := txn.First(tableUsage, indexID, node)
-	if err != nil || raw == nil {
-		return nil
-	}
-	return raw.(*usageRow).Used
-}
-
-// addUsage adds sign times req to node's row.
-func addUsage(txn *memdb.Txn, node string, req fit.Resources, sign int64) {
-	old := nodeUsed(txn, node)
-	used := make(fit.Resources, max(len(old), len(req)))
-	for k, v := range old {
-		used[k] = v
+// add adds sign times req to node's usage.
+func (u usage) add(node string, req fit.Resources, sign int64) {
+	used := u[node]
+	if used == nil {
+		used = make(fit.Resources, len(req))
+		u[node] = used
 	}
 	for k, v := range req {
 		if used[k] += sign * v; used[k] == 0 {
 			delete(used, k)
 		}
 	}
-	var err error
 	if len(used) == 0 {
-		_, err = txn.DeleteAll(tableUsage, indexID, node)
-	} else {
-		err = txn.Insert(tableUsage, &usageRow{Node: node, Used: used})
-	}
-	if err != nil {
-		panic(fmt.Sprintf("usage of node %s: %v", node, err)) // static schema: cannot fail
+		delete(u, node)
 	}
 }
 
@@ -76,29 +50,29 @@ func occupied(r *Record) string {
 	return ""
 }
 
-// podChanged moves a pod's requests between node usages when a write
-// changes where it counts: bound, finished, deleted (next nil) or, in a
-// write that the API would refuse but the log may still hold, resized.
-func podChanged(txn *memdb.Txn, prev, next *Record) {
+// podChanged moves a pod's requests between nodes when a write changes
+// where it counts: bound, finished, deleted (next nil) or, in a write that
+// the API refuses but the log may hold, resized.
+func (u usage) podChanged(prev, next *Record) {
 	from, to := occupied(prev), occupied(next)
 	if from == "" && to == "" {
 		return
 	}
 	var out, in fit.Resources
 	if from != "" {
-		out = prev.requests()
+		out = prev.resources()
 	}
 	if to != "" {
-		in = next.requests()
+		in = next.resources()
 	}
 	if from == to && equalResources(out, in) {
 		return // a status or metadata change of a running pod
 	}
 	if from != "" {
-		addUsage(txn, from, out, -1)
+		u.add(from, out, -1)
 	}
 	if to != "" {
-		addUsage(txn, to, in, 1)
+		u.add(to, in, 1)
 	}
 }
 
@@ -114,49 +88,18 @@ func equalResources(a, b fit.Resources) bool {
 	return true
 }
 
-// rebuildUsage computes every node's usage from the pods (after a
-// restore).
-func rebuildUsage(txn *memdb.Txn) error {
-	if _, err := txn.DeleteAll(tableUsage, indexID); err != nil {
-		return err
-	}
-	sums := recomputeUsage(txn)
-	for node, used := range sums {
-		if err := txn.Insert(tableUsage, &usageRow{Node: node, Used: used}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// recomputeUsage sums the requests of every occupying pod per node, from
-// scratch (zero entries left out, as in the rows).
-func recomputeUsage(txn *memdb.Txn) map[string]fit.Resources {
-	sums := map[string]fit.Resources{}
+// usageOf sums, from scratch, the requests of every occupying pod per node.
+func usageOf(txn *memdb.Txn) usage {
+	u := usage{}
 	it, err := txn.Get(api.Pod.Resource, indexID)
 	if err != nil {
-		panic(err)
+		panic(err) // static schema: cannot fail
 	}
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		r := raw.(*Record)
-		node := occupied(r)
-		if node == "" {
-			continue
-		}
-		if sums[node] == nil {
-			sums[node] = fit.Resources{}
-		}
-		sums[node].Add(r.requests())
-	}
-	for node, used := range sums {
-		for k, v := range used {
-			if v == 0 {
-				delete(used, k)
-			}
-		}
-		if len(used) == 0 {
-			delete(sums, node)
+		if node := occupied(r); node != "" {
+			u.add(node, r.resources(), 1)
 		}
 	}
-	return sums
+	return u
 }

@@ -13,30 +13,14 @@ import (
 	"pgregory.net/rapid"
 
 	"orch.dev/orch/api"
-	"orch.dev/orch/sched/fit"
 )
-
-// usageRows reads the whole usage table.
-func usageRows(v *View) map[string]fit.Resources {
-	out := map[string]fit.Resources{}
-	it, err := v.txn.Get(tableUsage, indexID)
-	if err != nil {
-		panic(err)
-	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		row := raw.(*usageRow)
-		out[row.Node] = row.Used
-	}
-	return out
-}
 
 // checkUsage fails unless the incrementally kept usage equals the usage
 // summed from the pods.
-func checkUsage(t testing.TB, v *View) {
+func checkUsage(t testing.TB, f *FSM) {
 	t.Helper()
-	got, want := usageRows(v), recomputeUsage(v.txn)
-	if !maps.EqualFunc(got, want, equalResources) {
-		t.Fatalf("node usage kept incrementally\n%v\ndiffers from the usage of the pods\n%v", got, want)
+	if want := usageOf(f.View().txn); !maps.EqualFunc(f.usage, want, equalResources) {
+		t.Fatalf("node usage kept incrementally\n%v\ndiffers from the usage of the pods\n%v", f.usage, want)
 	}
 }
 
@@ -155,7 +139,7 @@ func TestUsageFollowsPods(tt *testing.T) {
 					f.apply(createCmd(t, namespace("tmp")))
 				}
 			}
-			checkUsage(t, f.View())
+			checkUsage(t, f.FSM)
 		}
 		var buf bytes.Buffer
 		if err := WriteSnapshot(&buf, f.View()); err != nil {
@@ -165,8 +149,8 @@ func TestUsageFollowsPods(tt *testing.T) {
 		if err := g.Restore(io.NopCloser(&buf)); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := usageRows(g.View()), usageRows(f.View()); !maps.EqualFunc(got, want, equalResources) {
-			t.Fatalf("usage after restore\n%v\nwant\n%v", got, want)
+		if !maps.EqualFunc(g.usage, f.usage, equalResources) {
+			t.Fatalf("usage after restore\n%v\nwant\n%v", g.usage, f.usage)
 		}
 	})
 }
@@ -186,7 +170,7 @@ func TestBindCountsUsage(t *testing.T) {
 		t.Fatalf("first two bindings: %v, %v", res.Batch[0].Err, res.Batch[1].Err)
 	}
 	wantErr(t, res.Batch[2], ErrDoesNotFit)
-	if got := usageRows(f.View())["n1"][corev1.ResourceCPU]; got != 800 {
+	if got := f.usage["n1"][corev1.ResourceCPU]; got != 800 {
 		t.Fatalf("n1 uses %d millicores, want 800", got)
 	}
 
@@ -206,5 +190,5 @@ func TestBindCountsUsage(t *testing.T) {
 	if res := f.mustApplyBatchResults(bindOf("d@n1")); res.Batch[0].Err != nil {
 		t.Fatalf("binding d after b was deleted: %v", res.Batch[0].Err)
 	}
-	checkUsage(t, f.View())
+	checkUsage(t, f.FSM)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -94,8 +95,8 @@ func ownedPods(v *fsm.View, uid types.UID) []*corev1.Pod {
 // controller adopts.
 func orphans(v *fsm.View, k *api.Kind, namespace string, sel labels.Selector) []*fsm.Record {
 	var out []*fsm.Record
-	v.List(k, namespace, func(r *fsm.Record) bool {
-		if r.Obj.GetDeletionTimestamp() == nil && metav1.GetControllerOf(r.Obj) == nil && sel.Matches(labels.Set(r.Obj.GetLabels())) {
+	v.Orphans(k, namespace, func(r *fsm.Record) bool {
+		if r.Obj.GetDeletionTimestamp() == nil && sel.Matches(labels.Set(r.Obj.GetLabels())) {
 			out = append(out, r)
 		}
 		return true
@@ -205,35 +206,75 @@ func podFromTemplate(t *corev1.PodTemplateSpec, namespace, name, generateName st
 	return p
 }
 
+// createParallel is how many CreateMany calls (Raft entries) a large
+// create keeps in flight: while one entry commits and is applied, the
+// next is validated and proposed, as Kubernetes' controllers create a
+// batch's pods in parallel. The first batch goes alone, so that pods that
+// all fail (a namespace being deleted) fail once.
+const createParallel = 3
+
 // createPods creates pods in batches of createBatch (one Raft entry
-// each), stopping at the first batch with a failure. It returns how many
-// were created and the first error.
+// each), starting no batch after one has failed. It returns how many were
+// created and the first error.
 func createPods(ctx context.Context, c Cluster, pods []*corev1.Pod) (int, error) {
-	created := 0
-	for start := 0; start < len(pods); start += createBatch {
-		end := min(start+createBatch, len(pods))
-		objs := make([]api.Object, 0, end-start)
-		for _, p := range pods[start:end] {
-			objs = append(objs, p)
-		}
-		res, err := c.CreateMany(ctx, objs)
-		if err != nil {
-			return created, err
-		}
-		var first error
-		for i, r := range res {
-			switch {
-			case r.Err == nil:
-				created++
-			case first == nil:
-				first = fmt.Errorf("creating pod %s: %w", objs[i].GetName(), r.Err)
+	var (
+		mu      sync.Mutex
+		created int
+		first   error
+		wg      sync.WaitGroup
+	)
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return first != nil
+	}
+	slots := make(chan struct{}, createParallel)
+	for start := 0; start < len(pods) && !failed() && ctx.Err() == nil; start += createBatch {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func(batch []*corev1.Pod) {
+			defer wg.Done()
+			defer func() { <-slots }()
+			n, err := createBatchOf(ctx, c, batch)
+			mu.Lock()
+			created += n
+			if err != nil && first == nil {
+				first = err
 			}
-		}
-		if first != nil {
-			return created, first
+			mu.Unlock()
+		}(pods[start:min(start+createBatch, len(pods))])
+		if start == 0 {
+			wg.Wait()
 		}
 	}
-	return created, nil
+	wg.Wait()
+	if first == nil && ctx.Err() != nil && created < len(pods) {
+		first = ctx.Err()
+	}
+	return created, first
+}
+
+// createBatchOf creates pods in one CreateMany.
+func createBatchOf(ctx context.Context, c Cluster, pods []*corev1.Pod) (int, error) {
+	objs := make([]api.Object, len(pods))
+	for i, p := range pods {
+		objs[i] = p
+	}
+	res, err := c.CreateMany(ctx, objs)
+	if err != nil {
+		return 0, err
+	}
+	created := 0
+	var first error
+	for i, r := range res {
+		switch {
+		case r.Err == nil:
+			created++
+		case first == nil:
+			first = fmt.Errorf("creating pod %s: %w", objs[i].GetName(), r.Err)
+		}
+	}
+	return created, first
 }
 
 // deletePods deletes pods (gracefully, each conditional on its uid) in

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"orch.dev/orch/api"
 	"orch.dev/orch/sched/fit"
@@ -91,11 +92,40 @@ func (r *Record) Copy() api.Object {
 }
 
 const (
-	indexID    = "id"
-	indexOwner = "owner"
-	indexNode  = "node"
-	tableMeta  = "meta"
+	indexID     = "id"
+	indexOwner  = "owner"
+	indexNode   = "node"
+	indexOrphan = "orphan"
+	tableMeta   = "meta"
 )
+
+// orphanKinds are the kinds controllers adopt: they are indexed by
+// namespace when they have no controller, so that a controller looking for
+// orphans to adopt does not read every object of the namespace.
+var orphanKinds = map[*api.Kind]bool{api.Pod: true, api.ReplicaSet: true}
+
+// orphanIndexer indexes objects without a controller ownerReference by
+// namespace.
+type orphanIndexer struct{}
+
+func (orphanIndexer) FromObject(raw any) (bool, []byte, error) {
+	obj := raw.(*Record).Obj
+	if metav1.GetControllerOf(obj) != nil {
+		return false, nil, nil
+	}
+	return true, []byte(obj.GetNamespace() + "\x00"), nil
+}
+
+func (orphanIndexer) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("orphan index takes one argument")
+	}
+	s, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("orphan index argument must be a string")
+	}
+	return []byte(s + "\x00"), nil
+}
 
 type metaRow struct {
 	Key   string
@@ -188,6 +218,9 @@ func schema() *memdb.DBSchema {
 		}}
 		if k == api.Pod {
 			t.Indexes[indexNode] = &memdb.IndexSchema{Name: indexNode, Indexer: podNodeIndexer{}}
+		}
+		if orphanKinds[k] {
+			t.Indexes[indexOrphan] = &memdb.IndexSchema{Name: indexOrphan, AllowMissing: true, Indexer: orphanIndexer{}}
 		}
 		s.Tables[k.Resource] = t
 	}
@@ -292,6 +325,26 @@ func (v *View) PodsOnNode(node string, fn func(*Record) bool) {
 // Owned calls fn for each object of kind k with an ownerReference to uid.
 func (v *View) Owned(k *api.Kind, uid string, fn func(*Record) bool) {
 	it, err := v.txn.Get(k.Resource, indexOwner, uid)
+	if err != nil {
+		return
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if !fn(raw.(*Record)) {
+			return
+		}
+	}
+}
+
+// Orphans calls fn for each object of kind k in namespace that has no
+// controller ownerReference, in key order, until fn returns false.
+func (v *View) Orphans(k *api.Kind, namespace string, fn func(*Record) bool) {
+	if !orphanKinds[k] {
+		v.List(k, namespace, func(r *Record) bool {
+			return metav1.GetControllerOf(r.Obj) != nil || fn(r)
+		})
+		return
+	}
+	it, err := v.txn.Get(k.Resource, indexOrphan, namespace)
 	if err != nil {
 		return
 	}

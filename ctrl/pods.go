@@ -213,10 +213,12 @@ func podFromTemplate(t *corev1.PodTemplateSpec, namespace, name, generateName st
 // all fail (a namespace being deleted) fail once.
 const createParallel = 3
 
-// createPods creates pods in batches of createBatch (one Raft entry
-// each), starting no batch after one has failed. It returns how many were
-// created and the first error.
-func createPods(ctx context.Context, c Cluster, pods []*corev1.Pod) (int, error) {
+// createPods creates n pods, newPod(0) to newPod(n-1), in batches of
+// createBatch (one Raft entry each), starting no batch after one has
+// failed. Each batch's pods are built just before it is sent, so that a
+// scale-up by tens of thousands does not hold them all. It returns how
+// many were created and the first error.
+func createPods(ctx context.Context, c Cluster, n int, newPod func(i int) *corev1.Pod) (int, error) {
 	var (
 		mu      sync.Mutex
 		created int
@@ -229,26 +231,34 @@ func createPods(ctx context.Context, c Cluster, pods []*corev1.Pod) (int, error)
 		return first != nil
 	}
 	slots := make(chan struct{}, createParallel)
-	for start := 0; start < len(pods) && !failed() && ctx.Err() == nil; start += createBatch {
+	for start := 0; start < n; start += createBatch {
 		slots <- struct{}{}
+		if failed() || ctx.Err() != nil {
+			<-slots
+			break
+		}
+		batch := make([]*corev1.Pod, 0, min(createBatch, n-start))
+		for i := start; i < min(start+createBatch, n); i++ {
+			batch = append(batch, newPod(i))
+		}
 		wg.Add(1)
 		go func(batch []*corev1.Pod) {
 			defer wg.Done()
 			defer func() { <-slots }()
-			n, err := createBatchOf(ctx, c, batch)
+			made, err := createBatchOf(ctx, c, batch)
 			mu.Lock()
-			created += n
+			created += made
 			if err != nil && first == nil {
 				first = err
 			}
 			mu.Unlock()
-		}(pods[start:min(start+createBatch, len(pods))])
+		}(batch)
 		if start == 0 {
 			wg.Wait()
 		}
 	}
 	wg.Wait()
-	if first == nil && ctx.Err() != nil && created < len(pods) {
+	if first == nil && ctx.Err() != nil && created < n {
 		first = ctx.Err()
 	}
 	return created, first

@@ -130,13 +130,12 @@ func (r *replicaSets) manage(ctx context.Context, v *fsm.View, rs *appsv1.Replic
 	case diff < 0:
 		prefix := rs.Name + "-"
 		ref := newControllerRef(rs, api.ReplicaSet)
-		var create []*corev1.Pod
-		for _, name := range podNames(v, rs.Namespace, prefix, -diff) {
-			create = append(create, podFromTemplate(&rs.Spec.Template, rs.Namespace, name, prefix, ref))
-		}
-		n, err := createPods(ctx, r.c, create)
+		names := podNames(v, rs.Namespace, prefix, -diff)
+		n, err := createPods(ctx, r.c, len(names), func(i int) *corev1.Pod {
+			return podFromTemplate(&rs.Spec.Template, rs.Namespace, names[i], prefix, ref)
+		})
 		if n > 0 {
-			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeNormal, replicaSetComponent, "SuccessfulCreate", "%s", countedPods("Created", create[:n]))
+			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeNormal, replicaSetComponent, "SuccessfulCreate", "%s", countedPods("Created", n, names[0]))
 		}
 		if err != nil && ctx.Err() == nil {
 			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeWarning, replicaSetComponent, "FailedCreate", "Error creating: %v", err)
@@ -148,7 +147,7 @@ func (r *replicaSets) manage(ctx context.Context, v *fsm.View, rs *appsv1.Replic
 		victims := active[:diff]
 		n, err := deletePods(ctx, r.c, victims, nil)
 		if n > 0 {
-			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeNormal, replicaSetComponent, "SuccessfulDelete", "%s", countedPods("Deleted", victims[:n]))
+			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeNormal, replicaSetComponent, "SuccessfulDelete", "%s", countedPods("Deleted", n, victims[0].Name))
 		}
 		if err != nil && ctx.Err() == nil {
 			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeWarning, replicaSetComponent, "FailedDelete", "Error deleting: %v", err)
@@ -159,13 +158,13 @@ func (r *replicaSets) manage(ctx context.Context, v *fsm.View, rs *appsv1.Replic
 	return nil
 }
 
-// countedPods is an event message: one pod by name, many by number (an
-// event per pod would double the log's load in a scale-up).
-func countedPods(verb string, pods []*corev1.Pod) string {
-	if len(pods) == 1 {
-		return verb + " pod: " + pods[0].Name
+// countedPods is an event message about n pods: one by name (name), many
+// by number (an event per pod would double the log's load in a scale-up).
+func countedPods(verb string, n int, name string) string {
+	if n == 1 {
+		return verb + " pod: " + name
 	}
-	return verb + " " + strconv.Itoa(len(pods)) + " pods"
+	return verb + " " + strconv.Itoa(n) + " pods"
 }
 
 // replicaError is a failed create or delete, reported in the

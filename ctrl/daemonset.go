@@ -110,7 +110,7 @@ func (r *daemonSets) reconcile(ctx context.Context, key string) error {
 	if err != nil || sel.Empty() {
 		return nil
 	}
-	pods, err := claimPods(ctx, r.c, v, ds, api.DaemonSet, sel)
+	pods, _, err := claimPods(ctx, r.c, v, ds, api.DaemonSet, sel)
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,7 @@ func podAvailable(p *corev1.Pod, minReadySeconds int32, now time.Time) bool {
 
 // controlledBy reports whether obj's controller reference names uid.
 func controlledBy(obj metav1.Object, uid types.UID) bool {
-	ref := metav1.GetControllerOf(obj)
+	ref := metav1.GetControllerOfNoCopy(obj)
 	return ref != nil && ref.UID == uid
 }
 
@@ -131,8 +131,8 @@ func release(ctx context.Context, c Cluster, r *fsm.Record, uid types.UID) error
 // claimPods returns the pods owner controls after adopting matching
 // orphans and releasing pods that no longer match (Kubernetes'
 // ControllerRefManager). An owner being deleted neither adopts nor
-// releases.
-func claimPods(ctx context.Context, c Cluster, v *fsm.View, owner metav1.Object, k *api.Kind, sel labels.Selector) ([]*corev1.Pod, error) {
+// releases. changed reports whether it tried to.
+func claimPods(ctx context.Context, c Cluster, v *fsm.View, owner metav1.Object, k *api.Kind, sel labels.Selector) (pods []*corev1.Pod, changed bool, err error) {
 	uid := owner.GetUID()
 	deleting := owner.GetDeletionTimestamp() != nil
 	var out []*corev1.Pod
@@ -158,14 +158,16 @@ func claimPods(ctx context.Context, c Cluster, v *fsm.View, owner metav1.Object,
 	for _, pr := range stray {
 		note(release(ctx, c, pr, uid))
 	}
+	changed = len(stray) > 0
 	if !deleting {
 		for _, pr := range orphans(v, api.Pod, owner.GetNamespace(), sel) {
+			changed = true
 			if note(adopt(ctx, c, pr, owner, k)) {
 				out = append(out, pr.Obj.(*corev1.Pod))
 			}
 		}
 	}
-	return out, firstErr
+	return out, changed, firstErr
 }
 
 // podNames picks n fresh pod names from prefix (Kubernetes' generateName

@@ -81,3 +81,40 @@ func TestCreatePodsInParallel(t *testing.T) {
 		t.Errorf("%d calls after the fourth failed; want no new batch after it", c.calls)
 	}
 }
+
+// A pod change that only moves a ReplicaSet's status counts queues it
+// after ten times its last reconcile's cost; one that changes what it must
+// create or delete queues it at once.
+func TestReplicaSetStatusChangesWait(t *testing.T) {
+	r := &replicaSets{q: newQueue(), cost: map[string]time.Duration{"default/web": 20 * time.Millisecond}}
+	defer r.q.close()
+	ctrl := true
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "default", Labels: map[string]string{"app": "web"},
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web", UID: "rs-uid", Controller: &ctrl}}}}
+	ready := pod.DeepCopy()
+	ready.Spec.NodeName = "n1"
+	ready.Status.Phase = corev1.PodRunning
+	deleting := ready.DeepCopy()
+	deleting.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	event := func(prev, cur *corev1.Pod) fsm.Event {
+		return fsm.Event{Type: fsm.Modified, Record: &fsm.Record{Kind: api.Pod, Obj: cur}, Prev: &fsm.Record{Kind: api.Pod, Obj: prev}}
+	}
+	var now []string
+	add := func(key string) { now = append(now, key) }
+
+	r.keysFor(event(pod, ready), nil, add)
+	if len(now) != 0 {
+		t.Fatalf("a status-only change queued %v at once", now)
+	}
+	start := time.Now()
+	key, _ := r.q.get()
+	if waited := time.Since(start); key != "default/web" || waited < 150*time.Millisecond {
+		t.Fatalf("got %q after %v; want default/web after about 200ms", key, waited)
+	}
+	r.q.done(key)
+
+	r.keysFor(event(ready, deleting), nil, add)
+	if len(now) != 1 || now[0] != "default/web" {
+		t.Fatalf("a pod going terminating queued %v at once; want [default/web]", now)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -35,14 +36,35 @@ import (
 // writes the old leader had not committed can never commit after that.
 // So counting pods in the latest view is exact and expectations are not
 // needed.
+//
+// A reconcile reads every pod of the ReplicaSet, so one with tens of
+// thousands of pods costs tens of milliseconds, and its pods' status
+// changes (bound, Running, Ready: three per pod in a scale-up) would
+// have it reconciled back to back, a core's worth. A change that only
+// moves the status counts (readiness, binding) therefore queues the
+// ReplicaSet after ten times what its last reconcile without writes cost
+// (at most a second): at most a tenth of a core on status for any size,
+// and at once for small ones. Changes that decide what to create or
+// delete (a pod added, terminating, finished or relabelled) queue it at
+// once.
 type replicaSets struct {
 	c   Cluster
 	rec *recorder
 	q   *queue
+
+	mu   sync.Mutex
+	cost map[string]time.Duration // what the last reconcile of a key took
 }
 
+// statusDelayFactor times the last reconcile's cost (without writes) is
+// how long a status-only change waits, at most maxStatusDelay.
+const (
+	statusDelayFactor = 10
+	maxStatusDelay    = time.Second
+)
+
 func newReplicaSetController(c Cluster, rec *recorder) *controller {
-	r := &replicaSets{c: c, rec: rec, q: newQueue()}
+	r := &replicaSets{c: c, rec: rec, q: newQueue(), cost: map[string]time.Duration{}}
 	return &controller{name: "replicaset", kinds: []*api.Kind{api.ReplicaSet, api.Pod}, queue: r.q,
 		list: r.list, keysFor: r.keysFor, reconcile: r.reconcile}
 }
@@ -62,6 +84,9 @@ func (r *replicaSets) keysFor(ev fsm.Event, v *fsm.View, add func(string)) {
 	pod := ev.Record.Obj.(*corev1.Pod)
 	relabelled := ev.Prev != nil && (!labels.Equals(pod.Labels, ev.Prev.Obj.GetLabels()) ||
 		!apiequality.Semantic.DeepEqual(pod.OwnerReferences, ev.Prev.Obj.GetOwnerReferences()))
+	if ev.Type == fsm.Modified && !relabelled && podActive(pod) == podActive(ev.Prev.Obj.(*corev1.Pod)) {
+		add = r.addForStatus
+	}
 	r.podKeys(pod, ev.Type == fsm.Added || relabelled, v, add)
 	if relabelled {
 		r.podKeys(ev.Prev.Obj.(*corev1.Pod), false, v, add)
@@ -89,11 +114,23 @@ func (r *replicaSets) podKeys(pod *corev1.Pod, lookForAdopters bool, v *fsm.View
 	})
 }
 
+// addForStatus queues key for a change of its status counts only.
+func (r *replicaSets) addForStatus(key string) {
+	r.mu.Lock()
+	d := min(statusDelayFactor*r.cost[key], maxStatusDelay)
+	r.mu.Unlock()
+	r.q.AddAfter(key, d)
+}
+
 func (r *replicaSets) reconcile(ctx context.Context, key string) error {
+	start := time.Now()
 	ns, name := splitKey(key)
 	v := r.c.View()
 	rec := v.Get(api.ReplicaSet, ns, name)
 	if rec == nil {
+		r.mu.Lock()
+		delete(r.cost, key)
+		r.mu.Unlock()
 		return nil // its pods are the garbage collector's
 	}
 	rs := rec.Obj.(*appsv1.ReplicaSet)
@@ -101,20 +138,36 @@ func (r *replicaSets) reconcile(ctx context.Context, key string) error {
 	if err != nil || sel.Empty() {
 		return nil // refused by validation; nothing sane to do
 	}
-	pods, err := claimPods(ctx, r.c, v, rs, api.ReplicaSet, sel)
+	pods, changed, err := claimPods(ctx, r.c, v, rs, api.ReplicaSet, sel)
 	var manageErr error
 	if err == nil && rs.DeletionTimestamp == nil {
-		manageErr = r.manage(ctx, v, rs, pods)
+		var made bool
+		made, manageErr = r.manage(ctx, v, rs, pods)
+		changed = changed || made
 		err = manageErr
 	}
-	if serr := r.syncStatus(ctx, key, rs.UID, manageErr); err == nil {
+	// Without writes (the usual case), the pods just read are the ones
+	// the status counts; after writes, the status counts what they did.
+	counted := pods
+	if changed || err != nil || rs.DeletionTimestamp != nil {
+		v, counted = nil, nil
+	}
+	if serr := r.syncStatus(ctx, key, rs.UID, manageErr, v, counted); err == nil {
 		err = serr
+	}
+	if !changed {
+		// What reading costs, not waiting for writes (a scale-up's
+		// reconcile lasts as long as creating its pods).
+		r.mu.Lock()
+		r.cost[key] = time.Since(start)
+		r.mu.Unlock()
 	}
 	return err
 }
 
-// manage creates or deletes pods until spec.replicas are active.
-func (r *replicaSets) manage(ctx context.Context, v *fsm.View, rs *appsv1.ReplicaSet, pods []*corev1.Pod) error {
+// manage creates or deletes pods until spec.replicas are active; made
+// reports whether it tried to.
+func (r *replicaSets) manage(ctx context.Context, v *fsm.View, rs *appsv1.ReplicaSet, pods []*corev1.Pod) (made bool, err error) {
 	var active []*corev1.Pod
 	for _, p := range pods {
 		if podActive(p) {
@@ -139,9 +192,9 @@ func (r *replicaSets) manage(ctx context.Context, v *fsm.View, rs *appsv1.Replic
 		}
 		if err != nil && ctx.Err() == nil {
 			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeWarning, replicaSetComponent, "FailedCreate", "Error creating: %v", err)
-			return &replicaError{reason: "FailedCreate", err: err}
+			return true, &replicaError{reason: "FailedCreate", err: err}
 		}
-		return err
+		return true, err
 	case diff > 0:
 		podsToDelete(active)
 		victims := active[:diff]
@@ -151,11 +204,11 @@ func (r *replicaSets) manage(ctx context.Context, v *fsm.View, rs *appsv1.Replic
 		}
 		if err != nil && ctx.Err() == nil {
 			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeWarning, replicaSetComponent, "FailedDelete", "Error deleting: %v", err)
-			return &replicaError{reason: "FailedDelete", err: err}
+			return true, &replicaError{reason: "FailedDelete", err: err}
 		}
-		return err
+		return true, err
 	}
-	return nil
+	return false, nil
 }
 
 // countedPods is an event message about n pods: one by name (name), many
@@ -177,12 +230,16 @@ type replicaError struct {
 func (e *replicaError) Error() string { return e.err.Error() }
 func (e *replicaError) Unwrap() error { return e.err }
 
-// syncStatus writes the status computed from the latest view, if it
-// changed, and schedules a reconcile for when a Ready pod becomes
-// available (minReadySeconds).
-func (r *replicaSets) syncStatus(ctx context.Context, key string, uid types.UID, manageErr error) error {
+// syncStatus writes the status computed from v and the ReplicaSet's pods
+// in it (or, when v is nil, from the latest view), if it changed, and
+// schedules a reconcile for when a Ready pod becomes available
+// (minReadySeconds).
+func (r *replicaSets) syncStatus(ctx context.Context, key string, uid types.UID, manageErr error, v *fsm.View, pods []*corev1.Pod) error {
 	ns, name := splitKey(key)
-	v := r.c.View()
+	if v == nil {
+		v = r.c.View()
+		pods = ownedPods(v, uid)
+	}
 	rec := v.Get(api.ReplicaSet, ns, name)
 	if rec == nil || rec.Obj.GetUID() != uid {
 		return nil
@@ -193,7 +250,7 @@ func (r *replicaSets) syncStatus(ctx context.Context, key string, uid types.UID,
 	templateLabels := labels.SelectorFromSet(rs.Spec.Template.Labels)
 	var terminating int32
 	var wait time.Duration
-	for _, p := range ownedPods(v, uid) {
+	for _, p := range pods {
 		if p.DeletionTimestamp != nil {
 			terminating++
 		}

@@ -41,9 +41,11 @@ type SchedConfig struct {
 	// LatencyPods pods, on a cluster of the first scale's node count.
 	Rate        float64
 	LatencyPods int
-	// ProfileDir, when set, receives the leader's CPU profile of the first
-	// ProfileSeconds of each scale's first throughput run, and its heap
-	// profile at the end of that run.
+	// ProfileDir, when set, receives the leader's CPU profiles of the
+	// first ProfileSeconds of each scale's first throughput run and, once
+	// every pod is bound and that profile is done, of the next
+	// ProfileSeconds (the simulator reporting the pods Running), and its
+	// heap profile at that point.
 	ProfileDir     string
 	ProfileSeconds int
 }
@@ -387,10 +389,11 @@ func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc Sch
 	}
 	first, lastSeen, last := bw.waitBoundSeen(env, sc.Pods, 10*time.Minute)
 	if profileDir != "" {
+		saved()
+		saved = profile(c.Leader(), profileDir, name+"-running-cpu.pprof", 0, time.Duration(max(profileSecs, 1))*time.Second)
 		if l := c.Leader(); l != nil {
 			saveURL(l.URL()+"/debug/pprof/heap", filepath.Join(profileDir, name+"-heap.pprof"), time.Minute)
 		}
-		saved()
 	}
 	r := SchedResult{Nodes: sc.Nodes, Pods: sc.Pods, LoadAvg: LoadAvg()}
 	r.TotalSeconds = last.Sub(start).Seconds()
@@ -399,6 +402,7 @@ func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc Sch
 	r.BindPerSec = float64(sc.Pods) / r.BindSeconds
 	r.CreatedSeconds = lastSeen.Sub(start).Seconds()
 	r.RunningSeconds = bw.waitRunning(env, sc.Pods, 10*time.Minute).Sub(start).Seconds()
+	saved()
 	if l := c.Leader(); l != nil {
 		if hwm, err := statusKiB(l.PID(), "VmHWM:"); err == nil {
 			r.LeaderPeakMiB = float64(hwm) / 1024

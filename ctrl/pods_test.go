@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -116,5 +117,26 @@ func TestReplicaSetStatusChangesWait(t *testing.T) {
 	r.keysFor(event(ready, deleting), nil, add)
 	if len(now) != 1 || now[0] != "default/web" {
 		t.Fatalf("a pod going terminating queued %v at once; want [default/web]", now)
+	}
+
+	// The ReplicaSet's own status write waits too; a new spec does not.
+	rs := newReplicaSet("web", 3)
+	rs.Generation = 1
+	counted := rs.DeepCopy()
+	counted.Status.ReadyReplicas = 2
+	scaled := counted.DeepCopy()
+	scaled.Generation = 2
+	rsEvent := func(prev, cur *appsv1.ReplicaSet) fsm.Event {
+		return fsm.Event{Type: fsm.Modified, Record: &fsm.Record{Kind: api.ReplicaSet, Key: "default/web", Obj: cur},
+			Prev: &fsm.Record{Kind: api.ReplicaSet, Key: "default/web", Obj: prev}}
+	}
+	now = nil
+	r.keysFor(rsEvent(rs, counted), nil, add)
+	if len(now) != 0 {
+		t.Fatalf("a status write queued %v at once", now)
+	}
+	r.keysFor(rsEvent(counted, scaled), nil, add)
+	if len(now) != 1 {
+		t.Fatalf("a new spec queued %v at once; want [default/web]", now)
 	}
 }

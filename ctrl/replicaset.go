@@ -44,9 +44,11 @@ import (
 // moves the status counts (readiness, binding) therefore queues the
 // ReplicaSet after ten times what its last reconcile without writes cost
 // (at most a second): at most a tenth of a core on status for any size,
-// and at once for small ones. Changes that decide what to create or
-// delete (a pod added, terminating, finished or relabelled) queue it at
-// once.
+// and at once for small ones. So does a change of the ReplicaSet that
+// leaves its spec and deletion alone (its own status writes, which would
+// otherwise queue it again at once). Changes that decide what to create
+// or delete (a pod added, terminating, finished or relabelled, a new
+// spec) queue it at once.
 type replicaSets struct {
 	c   Cluster
 	rec *recorder
@@ -78,6 +80,12 @@ func (r *replicaSets) list(v *fsm.View, add func(string)) {
 
 func (r *replicaSets) keysFor(ev fsm.Event, v *fsm.View, add func(string)) {
 	if ev.Record.Kind == api.ReplicaSet {
+		if ev.Type == fsm.Modified && ev.Record.Obj.GetGeneration() == ev.Prev.Obj.GetGeneration() &&
+			ev.Record.Obj.GetDeletionTimestamp().Equal(ev.Prev.Obj.GetDeletionTimestamp()) {
+			// Its status (this controller's last write, usually): what a
+			// reconcile does depends on the spec and the pods.
+			add = r.addForStatus
+		}
 		add(ev.Record.Key)
 		return
 	}

@@ -110,7 +110,7 @@ type orphanIndexer struct{}
 
 func (orphanIndexer) FromObject(raw any) (bool, []byte, error) {
 	obj := raw.(*Record).Obj
-	if metav1.GetControllerOf(obj) != nil {
+	if metav1.GetControllerOfNoCopy(obj) != nil {
 		return false, nil, nil
 	}
 	return true, []byte(obj.GetNamespace() + "\x00"), nil
@@ -340,7 +340,7 @@ func (v *View) Owned(k *api.Kind, uid string, fn func(*Record) bool) {
 func (v *View) Orphans(k *api.Kind, namespace string, fn func(*Record) bool) {
 	if !orphanKinds[k] {
 		v.List(k, namespace, func(r *Record) bool {
-			return metav1.GetControllerOf(r.Obj) != nil || fn(r)
+			return metav1.GetControllerOfNoCopy(r.Obj) != nil || fn(r)
 		})
 		return
 	}

@@ -238,11 +238,12 @@ func podEventFields(line []byte) podEvent {
 	return podEvent{Type: string(typ), Name: str("name"), ResourceVersion: str("resourceVersion"), NodeName: str("nodeName"), Phase: str("phase")}
 }
 
-func watchBindings(ctx context.Context, env *Env, cl *client.Client) *bindWatch {
+// watchBindings starts following the pods from resourceVersion rv, or
+// with "" from a listing of those that exist (ADDED events).
+func watchBindings(ctx context.Context, env *Env, cl *client.Client, rv string) *bindWatch {
 	bw := &bindWatch{seen: map[string]time.Time{}, bound: map[string]time.Time{}, running: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 	started := make(chan error, 1)
 	go func() {
-		rv := "" // the first request lists the namespace as ADDED events
 		for ctx.Err() == nil {
 			q := url.Values{"watch": {"true"}}
 			if rv != "" {
@@ -369,7 +370,7 @@ func (bw *bindWatch) waitBoundSeen(env *Env, n int, timeout time.Duration) (firs
 func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc SchedScale, profileDir string, profileSecs int) SchedResult {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	bw := watchBindings(ctx, env, cl)
+	bw := watchBindings(ctx, env, cl, "")
 	replicas := int32(sc.Pods)
 	labels := map[string]string{"app": "bench"}
 	rs := &appsv1.ReplicaSet{
@@ -414,8 +415,14 @@ func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc Sch
 func schedLatency(env *Env, cl *client.Client, rate float64, pods int) SchedLatencyResult {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	bw := watchBindings(ctx, env, cl)
-	// The watcher counts the throughput run's pods too.
+	// From now on: a watch that first listed the throughput run's pods
+	// would still be reading them when the first pods of this run are
+	// bound, and measure that as their latency.
+	l, err := cl.List(ctx, api.Pod, SchedNamespace, client.ListOptions{Limit: 1})
+	if err != nil {
+		env.Fatal(err)
+	}
+	bw := watchBindings(ctx, env, cl, l.ResourceVersion)
 	bw.mu.Lock()
 	base := len(bw.bound)
 	bw.mu.Unlock()

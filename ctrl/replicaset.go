@@ -42,8 +42,8 @@ import (
 // changes (bound, Running, Ready: three per pod in a scale-up) would
 // have it reconciled back to back, a core's worth. A change that only
 // moves the status counts (readiness, binding) therefore queues the
-// ReplicaSet after ten times what its last reconcile without writes cost
-// (at most a second): at most a tenth of a core on status for any size,
+// ReplicaSet after ten times what its last reading of its pods cost (at
+// most five seconds): at most a tenth of a core on status for any size,
 // and at once for small ones. So does a change of the ReplicaSet that
 // leaves its spec and deletion alone (its own status writes, which would
 // otherwise queue it again at once). Changes that decide what to create
@@ -58,11 +58,12 @@ type replicaSets struct {
 	cost map[string]time.Duration // what the last reconcile of a key took
 }
 
-// statusDelayFactor times the last reconcile's cost (without writes) is
-// how long a status-only change waits, at most maxStatusDelay.
+// statusDelayFactor times the last reconcile's cost (reading its pods and
+// computing the status) is how long a status-only change waits, at most
+// maxStatusDelay.
 const (
 	statusDelayFactor = 10
-	maxStatusDelay    = time.Second
+	maxStatusDelay    = 5 * time.Second
 )
 
 func newReplicaSetController(c Cluster, rec *recorder) *controller {
@@ -160,17 +161,23 @@ func (r *replicaSets) reconcile(ctx context.Context, key string) error {
 	if changed || err != nil || rs.DeletionTimestamp != nil {
 		v, counted = nil, nil
 	}
-	if serr := r.syncStatus(ctx, key, rs.UID, manageErr, v, counted); err == nil {
+	read := start
+	if changed {
+		read = time.Time{}
+	}
+	if serr := r.syncStatus(ctx, key, rs.UID, manageErr, v, counted, read); err == nil {
 		err = serr
 	}
-	if !changed {
-		// What reading costs, not waiting for writes (a scale-up's
-		// reconcile lasts as long as creating its pods).
-		r.mu.Lock()
-		r.cost[key] = time.Since(start)
-		r.mu.Unlock()
-	}
 	return err
+}
+
+// noteCost records what reading a ReplicaSet's pods and computing its
+// status took (not writes: a scale-up's reconcile lasts as long as
+// creating its pods).
+func (r *replicaSets) noteCost(key string, d time.Duration) {
+	r.mu.Lock()
+	r.cost[key] = d
+	r.mu.Unlock()
 }
 
 // manage creates or deletes pods until spec.replicas are active; made
@@ -241,8 +248,9 @@ func (e *replicaError) Unwrap() error { return e.err }
 // syncStatus writes the status computed from v and the ReplicaSet's pods
 // in it (or, when v is nil, from the latest view), if it changed, and
 // schedules a reconcile for when a Ready pod becomes available
-// (minReadySeconds).
-func (r *replicaSets) syncStatus(ctx context.Context, key string, uid types.UID, manageErr error, v *fsm.View, pods []*corev1.Pod) error {
+// (minReadySeconds). Unless read is zero, the time from read to the
+// status computed is the reconcile's cost (noteCost).
+func (r *replicaSets) syncStatus(ctx context.Context, key string, uid types.UID, manageErr error, v *fsm.View, pods []*corev1.Pod, read time.Time) error {
 	ns, name := splitKey(key)
 	if v == nil {
 		v = r.c.View()
@@ -282,6 +290,9 @@ func (r *replicaSets) syncStatus(ctx context.Context, key string, uid types.UID,
 	st.Conditions = replicaFailure(rs.Status.Conditions, manageErr, now)
 	if wait > 0 {
 		r.q.AddAfter(key, wait+10*time.Millisecond)
+	}
+	if !read.IsZero() {
+		r.noteCost(key, time.Since(read))
 	}
 	if apiequality.Semantic.DeepEqual(rs.Status, st) {
 		return nil

@@ -21,6 +21,9 @@ import (
 // when its objects did not change.
 const bookmarkInterval = 5 * time.Second
 
+// maxWatchWrite is about how many bytes of events a watch sends at once.
+const maxWatchWrite = 256 << 10
+
 // serveWatch streams {"type":...,"object":...} lines. Without a
 // resourceVersion it first sends the current state as ADDED events (read
 // linearizably unless stale); with one, it replays the changes after it from
@@ -90,6 +93,9 @@ func (a *Agent) serveWatch(w http.ResponseWriter, r *http.Request, info requestI
 	}
 	for _, rec := range initial {
 		writeEvent(&out, fsm.Added, rec.JSON())
+		if out.Len() >= maxWatchWrite && !send() {
+			return
+		}
 	}
 	if !send() {
 		return
@@ -118,6 +124,11 @@ func (a *Agent) serveWatch(w http.ResponseWriter, r *http.Request, info requestI
 			cursor = e.Index()
 			if t, ok := visibleChange(m, e); ok {
 				writeEvent(&out, t, a.listedRecord(e.Record).JSON())
+			}
+			// A watcher that fell behind gets up to the whole history at
+			// once: send it in pieces rather than hold it all.
+			if out.Len() >= maxWatchWrite && !send() {
+				return
 			}
 		}
 		if !send() {

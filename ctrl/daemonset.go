@@ -110,7 +110,7 @@ func (r *daemonSets) reconcile(ctx context.Context, key string) error {
 	if err != nil || sel.Empty() {
 		return nil
 	}
-	pods, err := claimPods(ctx, r.c, v, ds, api.DaemonSet, sel)
+	pods, _, err := claimPods(ctx, r.c, v, ds, api.DaemonSet, sel)
 	if err != nil {
 		return err
 	}
@@ -262,7 +262,7 @@ func (r *daemonSets) manage(ctx context.Context, v *fsm.View, s *daemonState) (b
 	if len(del) > 0 {
 		n, err := deletePods(ctx, r.c, del, nil)
 		if n > 0 {
-			r.rec.event(api.DaemonSet, s.ds, corev1.EventTypeNormal, daemonSetComponent, "SuccessfulDelete", "%s", countedPods("Deleted", del[:n]))
+			r.rec.event(api.DaemonSet, s.ds, corev1.EventTypeNormal, daemonSetComponent, "SuccessfulDelete", "%s", countedPods("Deleted", n, del[0].Name))
 		}
 		if err != nil {
 			return true, err
@@ -316,9 +316,9 @@ func (r *daemonSets) createOn(ctx context.Context, v *fsm.View, s *daemonState, 
 		p.Spec.Affinity = pinToNode(p.Spec.Affinity, node)
 		pods[i] = p
 	}
-	n, err := createPods(ctx, r.c, pods)
+	n, err := createPods(ctx, r.c, len(pods), func(i int) *corev1.Pod { return pods[i] })
 	if n > 0 {
-		r.rec.event(api.DaemonSet, s.ds, corev1.EventTypeNormal, daemonSetComponent, "SuccessfulCreate", "%s", countedPods("Created", pods[:n]))
+		r.rec.event(api.DaemonSet, s.ds, corev1.EventTypeNormal, daemonSetComponent, "SuccessfulCreate", "%s", countedPods("Created", n, pods[0].Name))
 	}
 	if err != nil && ctx.Err() == nil {
 		r.rec.event(api.DaemonSet, s.ds, corev1.EventTypeWarning, daemonSetComponent, "FailedCreate", "Error creating: %v", err)

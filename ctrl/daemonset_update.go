@@ -92,7 +92,7 @@ func (r *daemonSets) rollingUpdate(ctx context.Context, v *fsm.View, s *daemonSt
 	}
 	n, err := deletePods(ctx, r.c, del, nil)
 	if n > 0 {
-		r.rec.event(api.DaemonSet, s.ds, corev1.EventTypeNormal, daemonSetComponent, "SuccessfulDelete", "%s", countedPods("Deleted", del[:n]))
+		r.rec.event(api.DaemonSet, s.ds, corev1.EventTypeNormal, daemonSetComponent, "SuccessfulDelete", "%s", countedPods("Deleted", n, del[0].Name))
 	}
 	return err
 }

@@ -16,15 +16,17 @@ import (
 )
 
 // holdCreates is a failpoint: the first server whose controllers make a
-// CreateMany call after `pass` of their own is held in it until it stops
-// leading (and the call fails then, as with a lost leadership). Only one
-// call is ever held; should that server lead again, it goes on.
+// CreateMany call after `pass` of their own is held in that call, and in
+// any later one, until it stops leading (and the calls fail then, as with
+// a lost leadership). Other servers, and that server should it lead
+// again, go on.
 type holdCreates struct {
-	mu    sync.Mutex
-	pass  int
-	calls map[*agent.Agent]int
-	done  bool
-	held  chan struct{}
+	mu      sync.Mutex
+	pass    int
+	calls   map[*agent.Agent]int
+	holding *agent.Agent
+	done    bool // holding has stopped leading
+	held    chan struct{}
 }
 
 func newHoldCreates(pass int) *holdCreates {
@@ -34,14 +36,19 @@ func newHoldCreates(pass int) *holdCreates {
 func (h *holdCreates) before(ctx context.Context, a *agent.Agent) error {
 	h.mu.Lock()
 	h.calls[a]++
-	if h.done || h.calls[a] <= h.pass {
-		h.mu.Unlock()
+	hold := !h.done && h.calls[a] > h.pass && (h.holding == nil || h.holding == a)
+	if hold && h.holding == nil {
+		h.holding = a
+		close(h.held)
+	}
+	h.mu.Unlock()
+	if !hold {
 		return nil
 	}
+	<-ctx.Done()
+	h.mu.Lock()
 	h.done = true
 	h.mu.Unlock()
-	close(h.held)
-	<-ctx.Done()
 	return fmt.Errorf("held until leadership was lost: %w", ctx.Err())
 }
 
@@ -101,9 +108,15 @@ func TestLeaderChangeMidScaleUp(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("the leader never got to its third batch of pods")
 	}
-	// Normally 2*createBatch; more if leadership moved on its own before.
-	n := tc.view().Count(api.Pod)
-	if n < 2*createBatch || n >= replicas {
+	// The calls that passed may still be committing (creates run in
+	// parallel): normally 2*createBatch, more if leadership moved on its
+	// own before.
+	var n int
+	tc.waitUntil(20*time.Second, "the batches before the held one created", func() (bool, string) {
+		n = tc.view().Count(api.Pod)
+		return n >= 2*createBatch, fmt.Sprintf("%d pods", n)
+	})
+	if n >= replicas {
 		t.Fatalf("%d pods before the leader change: not half-way", n)
 	}
 	from, to := tc.newLeader()

@@ -45,12 +45,18 @@ const (
 //     until the node object is deleted.
 //   - Pods bound to a node that no longer exists are deleted at once,
 //     with grace 0: no node will ever confirm them.
+//
+// Heartbeats change without an event in the log, so they are checked every
+// NodeMonitorPeriod (sweep); the check reads the heartbeat table only and
+// queues just the nodes whose Ready condition must flip, so a cluster of
+// healthy nodes costs a map lookup per node and period, not a reconcile.
 type nodeLifecycle struct {
-	c     Cluster
-	rec   *recorder
-	q     *queue
-	grace time.Duration
-	start time.Time // when this leader started; heartbeats are trusted after start + grace
+	c      Cluster
+	rec    *recorder
+	q      *queue
+	grace  time.Duration
+	period time.Duration
+	start  time.Time // when this leader started; heartbeats are trusted after start + grace
 }
 
 // livenessTaintKeys are the taints this controller owns.
@@ -60,14 +66,62 @@ var livenessTaintKeys = map[string]bool{corev1.TaintNodeUnreachable: true, corev
 var nodeConditionTypes = []corev1.NodeConditionType{corev1.NodeReady, corev1.NodeMemoryPressure, corev1.NodeDiskPressure, corev1.NodePIDPressure}
 
 func newNodeLifecycleController(c Cluster, rec *recorder, opts Options) *controller {
-	n := &nodeLifecycle{c: c, rec: rec, q: newQueue(), grace: opts.NodeMonitorGracePeriod, start: time.Now()}
+	n := &nodeLifecycle{c: c, rec: rec, q: newQueue(), grace: opts.NodeMonitorGracePeriod, period: opts.NodeMonitorPeriod, start: time.Now()}
 	return &controller{name: "nodelifecycle", kinds: []*api.Kind{api.Node, api.Pod}, queue: n.q,
-		list: n.list, keysFor: n.keysFor, resync: n.nodes, resyncEvery: opts.NodeMonitorPeriod, reconcile: n.reconcile}
+		list: n.list, keysFor: n.keysFor, resync: n.sweep, resyncEvery: opts.NodeMonitorPeriod, reconcile: n.reconcile}
 }
 
-func (n *nodeLifecycle) nodes(v *fsm.View, add func(string)) {
+// liveness is what the heartbeat table says of a node at now.
+type liveness struct {
+	last  time.Time // the last heartbeat
+	heard bool      // any heartbeat since this leader started
+	fresh bool      // heard within the grace period
+	// trusted: this leader could have heard the node for a whole grace
+	// period (since it started leading, and since the node registered).
+	// Silence means nothing before.
+	trusted bool
+	since   time.Time // when that period started
+}
+
+func (n *nodeLifecycle) liveness(node *corev1.Node, now time.Time) liveness {
+	var l liveness
+	l.last, l.heard = n.c.LastHeartbeat(node.Name)
+	l.fresh = l.heard && now.Sub(l.last) <= n.grace
+	l.since = n.start
+	if created := node.CreationTimestamp.Time; created.After(l.since) {
+		l.since = created
+	}
+	l.trusted = now.Sub(l.since) >= n.grace
+	return l
+}
+
+// readyFlip says whether the node's Ready condition must change: to True
+// (fresh heartbeats, condition missing or Unknown) or to Unknown (trusted
+// silence, condition not Unknown yet).
+func readyFlip(node *corev1.Node, l liveness) (toReady, toUnknown bool) {
+	ready := nodeCondition(node, corev1.NodeReady)
+	toReady = l.fresh && (ready == nil || ready.Status == corev1.ConditionUnknown)
+	toUnknown = !l.fresh && l.trusted && (ready == nil || ready.Status != corev1.ConditionUnknown)
+	return toReady, toUnknown
+}
+
+// sweep queues the nodes whose Ready condition must flip now, and asks for
+// a reconcile at the exact moment a node's heartbeats will be too old when
+// that comes before the next sweep.
+func (n *nodeLifecycle) sweep(v *fsm.View, add func(string)) {
+	now := time.Now()
 	v.List(api.Node, "", func(r *fsm.Record) bool {
-		add(r.Key)
+		node := r.Obj.(*corev1.Node)
+		l := n.liveness(node, now)
+		if toReady, toUnknown := readyFlip(node, l); toReady || toUnknown {
+			add(r.Key)
+			return true
+		}
+		if l.fresh {
+			if stale := l.last.Add(n.grace).Sub(now); stale < n.period {
+				n.q.AddAfter(r.Key, stale+50*time.Millisecond)
+			}
+		}
 		return true
 	})
 }
@@ -75,7 +129,10 @@ func (n *nodeLifecycle) nodes(v *fsm.View, add func(string)) {
 // list adds every node, and every node name pods are bound to (the node
 // may be gone).
 func (n *nodeLifecycle) list(v *fsm.View, add func(string)) {
-	n.nodes(v, add)
+	v.List(api.Node, "", func(r *fsm.Record) bool {
+		add(r.Key)
+		return true
+	})
 	v.List(api.Pod, "", func(r *fsm.Record) bool {
 		if node := r.Obj.(*corev1.Pod).Spec.NodeName; node != "" && v.Get(api.Node, "", node) == nil {
 			add(node)
@@ -146,36 +203,28 @@ func nodeCondition(node *corev1.Node, t corev1.NodeConditionType) *corev1.NodeCo
 // syncReady flips the Ready condition from heartbeats and returns the
 // node as stored afterwards.
 func (n *nodeLifecycle) syncReady(ctx context.Context, node *corev1.Node, now time.Time) (*corev1.Node, error) {
-	last, heard := n.c.LastHeartbeat(node.Name)
-	fresh := heard && now.Sub(last) <= n.grace
-	// Silence means something only after a grace period during which this
-	// leader could have heard the node: since it started leading, and
-	// since the node registered (a worker creates its Node, then starts
-	// heartbeating).
-	since := n.start
-	if created := node.CreationTimestamp.Time; created.After(since) {
-		since = created
-	}
-	trusted := now.Sub(since) >= n.grace
+	l := n.liveness(node, now)
 	switch {
-	case fresh:
-		n.q.AddAfter(node.Name, last.Add(n.grace).Sub(now)+50*time.Millisecond) // the moment it would go stale
-	case !trusted:
-		n.q.AddAfter(node.Name, since.Add(n.grace).Sub(now)+50*time.Millisecond)
+	case l.fresh:
+		n.q.AddAfter(node.Name, l.last.Add(n.grace).Sub(now)+50*time.Millisecond) // the moment it would go stale
+	case !l.trusted:
+		n.q.AddAfter(node.Name, l.since.Add(n.grace).Sub(now)+50*time.Millisecond)
 	}
-	ready := nodeCondition(node, corev1.NodeReady)
+	toReady, toUnknown := readyFlip(node, l)
+	if !toReady && !toUnknown {
+		return node, nil
+	}
 	stamp := metav1.NewTime(now.Truncate(time.Second))
 	beat := stamp
-	if heard {
-		beat = metav1.NewTime(last.Truncate(time.Second))
+	if l.heard {
+		beat = metav1.NewTime(l.last.Truncate(time.Second))
 	}
 	next := node.DeepCopy()
-	switch {
-	case fresh && (ready == nil || ready.Status == corev1.ConditionUnknown):
+	if toReady {
 		setNodeCondition(next, corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: reasonNodeReady,
 			Message: messageNodeReady, LastHeartbeatTime: beat, LastTransitionTime: stamp})
 		n.rec.event(api.Node, node, corev1.EventTypeNormal, nodeLifecycleComponent, "NodeReady", "Node %s status is now: NodeReady", node.Name)
-	case !fresh && trusted && (ready == nil || ready.Status != corev1.ConditionUnknown):
+	} else {
 		for _, t := range nodeConditionTypes {
 			c := nodeCondition(node, t)
 			if t != corev1.NodeReady && (c == nil || c.Status == corev1.ConditionUnknown) {
@@ -186,15 +235,13 @@ func (n *nodeLifecycle) syncReady(ctx context.Context, node *corev1.Node, now ti
 				msg = "Node stopped posting heartbeats; its " + string(t) + " is unknown."
 			}
 			lastBeat := beat
-			if c != nil && !heard {
+			if c != nil && !l.heard {
 				lastBeat = c.LastHeartbeatTime
 			}
 			setNodeCondition(next, corev1.NodeCondition{Type: t, Status: corev1.ConditionUnknown, Reason: reasonNodeStatusUnknown,
 				Message: msg, LastHeartbeatTime: lastBeat, LastTransitionTime: stamp})
 		}
 		n.rec.event(api.Node, node, corev1.EventTypeNormal, nodeLifecycleComponent, "NodeNotReady", "Node %s status is now: NodeNotReady", node.Name)
-	default:
-		return node, nil
 	}
 	rec, err := n.c.Update(ctx, next, true)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -65,7 +66,7 @@ func podAvailable(p *corev1.Pod, minReadySeconds int32, now time.Time) bool {
 
 // controlledBy reports whether obj's controller reference names uid.
 func controlledBy(obj metav1.Object, uid types.UID) bool {
-	ref := metav1.GetControllerOf(obj)
+	ref := metav1.GetControllerOfNoCopy(obj)
 	return ref != nil && ref.UID == uid
 }
 
@@ -94,8 +95,8 @@ func ownedPods(v *fsm.View, uid types.UID) []*corev1.Pod {
 // controller adopts.
 func orphans(v *fsm.View, k *api.Kind, namespace string, sel labels.Selector) []*fsm.Record {
 	var out []*fsm.Record
-	v.List(k, namespace, func(r *fsm.Record) bool {
-		if r.Obj.GetDeletionTimestamp() == nil && metav1.GetControllerOf(r.Obj) == nil && sel.Matches(labels.Set(r.Obj.GetLabels())) {
+	v.Orphans(k, namespace, func(r *fsm.Record) bool {
+		if r.Obj.GetDeletionTimestamp() == nil && sel.Matches(labels.Set(r.Obj.GetLabels())) {
 			out = append(out, r)
 		}
 		return true
@@ -130,8 +131,8 @@ func release(ctx context.Context, c Cluster, r *fsm.Record, uid types.UID) error
 // claimPods returns the pods owner controls after adopting matching
 // orphans and releasing pods that no longer match (Kubernetes'
 // ControllerRefManager). An owner being deleted neither adopts nor
-// releases.
-func claimPods(ctx context.Context, c Cluster, v *fsm.View, owner metav1.Object, k *api.Kind, sel labels.Selector) ([]*corev1.Pod, error) {
+// releases. changed reports whether it tried to.
+func claimPods(ctx context.Context, c Cluster, v *fsm.View, owner metav1.Object, k *api.Kind, sel labels.Selector) (pods []*corev1.Pod, changed bool, err error) {
 	uid := owner.GetUID()
 	deleting := owner.GetDeletionTimestamp() != nil
 	var out []*corev1.Pod
@@ -157,14 +158,16 @@ func claimPods(ctx context.Context, c Cluster, v *fsm.View, owner metav1.Object,
 	for _, pr := range stray {
 		note(release(ctx, c, pr, uid))
 	}
+	changed = len(stray) > 0
 	if !deleting {
 		for _, pr := range orphans(v, api.Pod, owner.GetNamespace(), sel) {
+			changed = true
 			if note(adopt(ctx, c, pr, owner, k)) {
 				out = append(out, pr.Obj.(*corev1.Pod))
 			}
 		}
 	}
-	return out, firstErr
+	return out, changed, firstErr
 }
 
 // podNames picks n fresh pod names from prefix (Kubernetes' generateName
@@ -205,35 +208,85 @@ func podFromTemplate(t *corev1.PodTemplateSpec, namespace, name, generateName st
 	return p
 }
 
-// createPods creates pods in batches of createBatch (one Raft entry
-// each), stopping at the first batch with a failure. It returns how many
-// were created and the first error.
-func createPods(ctx context.Context, c Cluster, pods []*corev1.Pod) (int, error) {
-	created := 0
-	for start := 0; start < len(pods); start += createBatch {
-		end := min(start+createBatch, len(pods))
-		objs := make([]api.Object, 0, end-start)
-		for _, p := range pods[start:end] {
-			objs = append(objs, p)
+// createParallel is how many CreateMany calls (Raft entries) a large
+// create keeps in flight: while one entry commits and is applied, the
+// next is validated and proposed, as Kubernetes' controllers create a
+// batch's pods in parallel. The first batch goes alone, so that pods that
+// all fail (a namespace being deleted) fail once.
+const createParallel = 3
+
+// createPods creates n pods, newPod(0) to newPod(n-1), in batches of
+// createBatch (one Raft entry each), starting no batch after one has
+// failed. Each batch's pods are built just before it is sent, so that a
+// scale-up by tens of thousands does not hold them all. It returns how
+// many were created and the first error.
+func createPods(ctx context.Context, c Cluster, n int, newPod func(i int) *corev1.Pod) (int, error) {
+	var (
+		mu      sync.Mutex
+		created int
+		first   error
+		wg      sync.WaitGroup
+	)
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return first != nil
+	}
+	slots := make(chan struct{}, createParallel)
+	for start := 0; start < n; start += createBatch {
+		slots <- struct{}{}
+		if failed() || ctx.Err() != nil {
+			<-slots
+			break
 		}
-		res, err := c.CreateMany(ctx, objs)
-		if err != nil {
-			return created, err
+		batch := make([]*corev1.Pod, 0, min(createBatch, n-start))
+		for i := start; i < min(start+createBatch, n); i++ {
+			batch = append(batch, newPod(i))
 		}
-		var first error
-		for i, r := range res {
-			switch {
-			case r.Err == nil:
-				created++
-			case first == nil:
-				first = fmt.Errorf("creating pod %s: %w", objs[i].GetName(), r.Err)
+		wg.Add(1)
+		go func(batch []*corev1.Pod) {
+			defer wg.Done()
+			defer func() { <-slots }()
+			made, err := createBatchOf(ctx, c, batch)
+			mu.Lock()
+			created += made
+			if err != nil && first == nil {
+				first = err
 			}
-		}
-		if first != nil {
-			return created, first
+			mu.Unlock()
+		}(batch)
+		if start == 0 {
+			wg.Wait()
 		}
 	}
-	return created, nil
+	wg.Wait()
+	if first == nil && ctx.Err() != nil && created < n {
+		first = ctx.Err()
+	}
+	return created, first
+}
+
+// createBatchOf creates pods in one CreateMany.
+func createBatchOf(ctx context.Context, c Cluster, pods []*corev1.Pod) (int, error) {
+	objs := make([]api.Object, len(pods))
+	for i, p := range pods {
+		objs[i] = p
+	}
+	res, err := c.CreateMany(ctx, objs)
+	if err != nil {
+		return 0, err
+	}
+	created := 0
+	var first error
+	for i, r := range res {
+		switch {
+		case r.Err == nil:
+			created++
+		case first == nil:
+			first = fmt.Errorf("creating pod %s: %w", objs[i].GetName(), r.Err)
+		}
+	}
+	return created, first
 }
 
 // deletePods deletes pods (gracefully, each conditional on its uid) in

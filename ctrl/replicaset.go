@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -35,14 +36,38 @@ import (
 // writes the old leader had not committed can never commit after that.
 // So counting pods in the latest view is exact and expectations are not
 // needed.
+//
+// A reconcile reads every pod of the ReplicaSet, so one with tens of
+// thousands of pods costs tens of milliseconds, and its pods' status
+// changes (bound, Running, Ready: three per pod in a scale-up) would
+// have it reconciled back to back, a core's worth. A change that only
+// moves the status counts (readiness, binding) therefore queues the
+// ReplicaSet after ten times what its last reading of its pods cost (at
+// most five seconds): at most a tenth of a core on status for any size,
+// and at once for small ones. So does a change of the ReplicaSet that
+// leaves its spec and deletion alone (its own status writes, which would
+// otherwise queue it again at once). Changes that decide what to create
+// or delete (a pod added, terminating, finished or relabelled, a new
+// spec) queue it at once.
 type replicaSets struct {
 	c   Cluster
 	rec *recorder
 	q   *queue
+
+	mu   sync.Mutex
+	cost map[string]time.Duration // what the last reconcile of a key took
 }
 
+// statusDelayFactor times the last reconcile's cost (reading its pods and
+// computing the status) is how long a status-only change waits, at most
+// maxStatusDelay.
+const (
+	statusDelayFactor = 10
+	maxStatusDelay    = 5 * time.Second
+)
+
 func newReplicaSetController(c Cluster, rec *recorder) *controller {
-	r := &replicaSets{c: c, rec: rec, q: newQueue()}
+	r := &replicaSets{c: c, rec: rec, q: newQueue(), cost: map[string]time.Duration{}}
 	return &controller{name: "replicaset", kinds: []*api.Kind{api.ReplicaSet, api.Pod}, queue: r.q,
 		list: r.list, keysFor: r.keysFor, reconcile: r.reconcile}
 }
@@ -56,12 +81,21 @@ func (r *replicaSets) list(v *fsm.View, add func(string)) {
 
 func (r *replicaSets) keysFor(ev fsm.Event, v *fsm.View, add func(string)) {
 	if ev.Record.Kind == api.ReplicaSet {
+		if ev.Type == fsm.Modified && ev.Record.Obj.GetGeneration() == ev.Prev.Obj.GetGeneration() &&
+			ev.Record.Obj.GetDeletionTimestamp().Equal(ev.Prev.Obj.GetDeletionTimestamp()) {
+			// Its status (this controller's last write, usually): what a
+			// reconcile does depends on the spec and the pods.
+			add = r.addForStatus
+		}
 		add(ev.Record.Key)
 		return
 	}
 	pod := ev.Record.Obj.(*corev1.Pod)
 	relabelled := ev.Prev != nil && (!labels.Equals(pod.Labels, ev.Prev.Obj.GetLabels()) ||
 		!apiequality.Semantic.DeepEqual(pod.OwnerReferences, ev.Prev.Obj.GetOwnerReferences()))
+	if ev.Type == fsm.Modified && !relabelled && podActive(pod) == podActive(ev.Prev.Obj.(*corev1.Pod)) {
+		add = r.addForStatus
+	}
 	r.podKeys(pod, ev.Type == fsm.Added || relabelled, v, add)
 	if relabelled {
 		r.podKeys(ev.Prev.Obj.(*corev1.Pod), false, v, add)
@@ -89,11 +123,23 @@ func (r *replicaSets) podKeys(pod *corev1.Pod, lookForAdopters bool, v *fsm.View
 	})
 }
 
+// addForStatus queues key for a change of its status counts only.
+func (r *replicaSets) addForStatus(key string) {
+	r.mu.Lock()
+	d := min(statusDelayFactor*r.cost[key], maxStatusDelay)
+	r.mu.Unlock()
+	r.q.AddAfter(key, d)
+}
+
 func (r *replicaSets) reconcile(ctx context.Context, key string) error {
+	start := time.Now()
 	ns, name := splitKey(key)
 	v := r.c.View()
 	rec := v.Get(api.ReplicaSet, ns, name)
 	if rec == nil {
+		r.mu.Lock()
+		delete(r.cost, key)
+		r.mu.Unlock()
 		return nil // its pods are the garbage collector's
 	}
 	rs := rec.Obj.(*appsv1.ReplicaSet)
@@ -101,20 +147,42 @@ func (r *replicaSets) reconcile(ctx context.Context, key string) error {
 	if err != nil || sel.Empty() {
 		return nil // refused by validation; nothing sane to do
 	}
-	pods, err := claimPods(ctx, r.c, v, rs, api.ReplicaSet, sel)
+	pods, changed, err := claimPods(ctx, r.c, v, rs, api.ReplicaSet, sel)
 	var manageErr error
 	if err == nil && rs.DeletionTimestamp == nil {
-		manageErr = r.manage(ctx, v, rs, pods)
+		var made bool
+		made, manageErr = r.manage(ctx, v, rs, pods)
+		changed = changed || made
 		err = manageErr
 	}
-	if serr := r.syncStatus(ctx, key, rs.UID, manageErr); err == nil {
+	// Without writes (the usual case), the pods just read are the ones
+	// the status counts; after writes, the status counts what they did.
+	counted := pods
+	if changed || err != nil || rs.DeletionTimestamp != nil {
+		v, counted = nil, nil
+	}
+	read := start
+	if changed {
+		read = time.Time{}
+	}
+	if serr := r.syncStatus(ctx, key, rs.UID, manageErr, v, counted, read); err == nil {
 		err = serr
 	}
 	return err
 }
 
-// manage creates or deletes pods until spec.replicas are active.
-func (r *replicaSets) manage(ctx context.Context, v *fsm.View, rs *appsv1.ReplicaSet, pods []*corev1.Pod) error {
+// noteCost records what reading a ReplicaSet's pods and computing its
+// status took (not writes: a scale-up's reconcile lasts as long as
+// creating its pods).
+func (r *replicaSets) noteCost(key string, d time.Duration) {
+	r.mu.Lock()
+	r.cost[key] = d
+	r.mu.Unlock()
+}
+
+// manage creates or deletes pods until spec.replicas are active; made
+// reports whether it tried to.
+func (r *replicaSets) manage(ctx context.Context, v *fsm.View, rs *appsv1.ReplicaSet, pods []*corev1.Pod) (made bool, err error) {
 	var active []*corev1.Pod
 	for _, p := range pods {
 		if podActive(p) {
@@ -130,42 +198,41 @@ func (r *replicaSets) manage(ctx context.Context, v *fsm.View, rs *appsv1.Replic
 	case diff < 0:
 		prefix := rs.Name + "-"
 		ref := newControllerRef(rs, api.ReplicaSet)
-		var create []*corev1.Pod
-		for _, name := range podNames(v, rs.Namespace, prefix, -diff) {
-			create = append(create, podFromTemplate(&rs.Spec.Template, rs.Namespace, name, prefix, ref))
-		}
-		n, err := createPods(ctx, r.c, create)
+		names := podNames(v, rs.Namespace, prefix, -diff)
+		n, err := createPods(ctx, r.c, len(names), func(i int) *corev1.Pod {
+			return podFromTemplate(&rs.Spec.Template, rs.Namespace, names[i], prefix, ref)
+		})
 		if n > 0 {
-			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeNormal, replicaSetComponent, "SuccessfulCreate", "%s", countedPods("Created", create[:n]))
+			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeNormal, replicaSetComponent, "SuccessfulCreate", "%s", countedPods("Created", n, names[0]))
 		}
 		if err != nil && ctx.Err() == nil {
 			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeWarning, replicaSetComponent, "FailedCreate", "Error creating: %v", err)
-			return &replicaError{reason: "FailedCreate", err: err}
+			return true, &replicaError{reason: "FailedCreate", err: err}
 		}
-		return err
+		return true, err
 	case diff > 0:
 		podsToDelete(active)
 		victims := active[:diff]
 		n, err := deletePods(ctx, r.c, victims, nil)
 		if n > 0 {
-			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeNormal, replicaSetComponent, "SuccessfulDelete", "%s", countedPods("Deleted", victims[:n]))
+			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeNormal, replicaSetComponent, "SuccessfulDelete", "%s", countedPods("Deleted", n, victims[0].Name))
 		}
 		if err != nil && ctx.Err() == nil {
 			r.rec.event(api.ReplicaSet, rs, corev1.EventTypeWarning, replicaSetComponent, "FailedDelete", "Error deleting: %v", err)
-			return &replicaError{reason: "FailedDelete", err: err}
+			return true, &replicaError{reason: "FailedDelete", err: err}
 		}
-		return err
+		return true, err
 	}
-	return nil
+	return false, nil
 }
 
-// countedPods is an event message: one pod by name, many by number (an
-// event per pod would double the log's load in a scale-up).
-func countedPods(verb string, pods []*corev1.Pod) string {
-	if len(pods) == 1 {
-		return verb + " pod: " + pods[0].Name
+// countedPods is an event message about n pods: one by name (name), many
+// by number (an event per pod would double the log's load in a scale-up).
+func countedPods(verb string, n int, name string) string {
+	if n == 1 {
+		return verb + " pod: " + name
 	}
-	return verb + " " + strconv.Itoa(len(pods)) + " pods"
+	return verb + " " + strconv.Itoa(n) + " pods"
 }
 
 // replicaError is a failed create or delete, reported in the
@@ -178,12 +245,17 @@ type replicaError struct {
 func (e *replicaError) Error() string { return e.err.Error() }
 func (e *replicaError) Unwrap() error { return e.err }
 
-// syncStatus writes the status computed from the latest view, if it
-// changed, and schedules a reconcile for when a Ready pod becomes
-// available (minReadySeconds).
-func (r *replicaSets) syncStatus(ctx context.Context, key string, uid types.UID, manageErr error) error {
+// syncStatus writes the status computed from v and the ReplicaSet's pods
+// in it (or, when v is nil, from the latest view), if it changed, and
+// schedules a reconcile for when a Ready pod becomes available
+// (minReadySeconds). Unless read is zero, the time from read to the
+// status computed is the reconcile's cost (noteCost).
+func (r *replicaSets) syncStatus(ctx context.Context, key string, uid types.UID, manageErr error, v *fsm.View, pods []*corev1.Pod, read time.Time) error {
 	ns, name := splitKey(key)
-	v := r.c.View()
+	if v == nil {
+		v = r.c.View()
+		pods = ownedPods(v, uid)
+	}
 	rec := v.Get(api.ReplicaSet, ns, name)
 	if rec == nil || rec.Obj.GetUID() != uid {
 		return nil
@@ -194,7 +266,7 @@ func (r *replicaSets) syncStatus(ctx context.Context, key string, uid types.UID,
 	templateLabels := labels.SelectorFromSet(rs.Spec.Template.Labels)
 	var terminating int32
 	var wait time.Duration
-	for _, p := range ownedPods(v, uid) {
+	for _, p := range pods {
 		if p.DeletionTimestamp != nil {
 			terminating++
 		}
@@ -218,6 +290,9 @@ func (r *replicaSets) syncStatus(ctx context.Context, key string, uid types.UID,
 	st.Conditions = replicaFailure(rs.Status.Conditions, manageErr, now)
 	if wait > 0 {
 		r.q.AddAfter(key, wait+10*time.Millisecond)
+	}
+	if !read.IsZero() {
+		r.noteCost(key, time.Since(read))
 	}
 	if apiequality.Semantic.DeepEqual(rs.Status, st) {
 		return nil

@@ -48,6 +48,7 @@ var protectedNamespaces = map[string]bool{"default": true, "kube-system": true, 
 
 type applier struct {
 	txn      *memdb.Txn
+	usage    usage
 	index    uint64
 	events   []Event
 	requests *requestQueue
@@ -108,6 +109,9 @@ func (a *applier) put(rec, prev *Record) {
 	if err := a.txn.Insert(rec.Kind.Resource, rec); err != nil {
 		panic(err) // static schema: cannot fail
 	}
+	if rec.Kind == api.Pod {
+		a.usage.podChanged(prev, rec)
+	}
 	t := Modified
 	if prev == nil {
 		t = Added
@@ -115,12 +119,20 @@ func (a *applier) put(rec, prev *Record) {
 	a.events = append(a.events, Event{Type: t, Record: rec, Prev: prev})
 }
 
-// remove deletes rec and records a DELETED event carrying its last state.
+// remove deletes the object of rec (which may be its last state rather
+// than the stored record) and records a DELETED event carrying rec.
 func (a *applier) remove(rec *Record) *Record {
+	var stored *Record
+	if rec.Kind == api.Pod {
+		stored = a.get(api.Pod, rec.Key) // what its node's usage counts
+	}
 	if err := a.txn.Delete(rec.Kind.Resource, rec); err != nil {
 		panic(err)
 	}
-	last := rec.Copy()
+	if stored != nil {
+		a.usage.podChanged(stored, nil)
+	}
+	last := shallowCopy(rec.Obj)
 	last.SetResourceVersion(formatRV(a.index))
 	gone := newRecord(rec.Kind, last, a.index)
 	a.events = append(a.events, Event{Type: Deleted, Record: gone})
@@ -201,7 +213,7 @@ func (a *applier) update(c *Update) *Result {
 			return res
 		}
 	}
-	if sameObject(next, old.Obj) {
+	if sameObject(next, old.Obj, c.Status) {
 		return &Result{Record: old} // no change: no new version, no event
 	}
 	if next.GetDeletionTimestamp() != nil && len(next.GetFinalizers()) == 0 {
@@ -211,6 +223,9 @@ func (a *applier) update(c *Update) *Result {
 	}
 	next.SetResourceVersion(formatRV(a.index))
 	rec := newRecord(k, next, a.index)
+	if c.Status {
+		rec.sameSpec(old)
+	}
 	a.put(rec, old)
 	return &Result{Record: rec}
 }
@@ -239,7 +254,7 @@ func (a *applier) delete(c *Delete) *Result {
 		if old.Obj.GetDeletionTimestamp() != nil {
 			return &Result{Record: old}
 		}
-		next := old.Copy()
+		next := shallowCopy(old.Obj)
 		ts := metav1.NewTime(time.Unix(0, c.DeletionTime).UTC())
 		next.SetDeletionTimestamp(&ts)
 		next.SetResourceVersion(formatRV(a.index))
@@ -310,7 +325,7 @@ func (a *applier) collect(table, index string, args ...any) []*Record {
 func Merge(k *api.Kind, old, obj api.Object, status bool) api.Object {
 	var next api.Object
 	if status {
-		next = old.DeepCopyObject().(api.Object)
+		next = shallowCopy(old)
 		setField(next, obj, "Status")
 	} else {
 		next = obj
@@ -330,6 +345,19 @@ func Merge(k *api.Kind, old, obj api.Object, status bool) api.Object {
 	return next
 }
 
+// shallowCopy copies the top-level struct of obj: the copy shares its
+// maps, slices and pointers with obj. Stored objects are never modified,
+// so a write may share what it does not change with the object it
+// replaces, as long as it replaces (never modifies in place) what it does
+// change; a full copy of every pod on every write is a large part of what
+// applying costs.
+func shallowCopy(obj api.Object) api.Object {
+	v := reflect.ValueOf(obj).Elem()
+	c := reflect.New(v.Type())
+	c.Elem().Set(v)
+	return c.Interface().(api.Object)
+}
+
 func field(obj api.Object, name string) any {
 	return reflect.ValueOf(obj).Elem().FieldByName(name).Interface()
 }
@@ -338,9 +366,18 @@ func setField(dst, src api.Object, name string) {
 	reflect.ValueOf(dst).Elem().FieldByName(name).Set(reflect.ValueOf(src).Elem().FieldByName(name))
 }
 
-func sameObject(a, b api.Object) bool {
-	ab, err1 := a.Marshal()
-	bb, err2 := b.Marshal()
+// sameObject reports whether a and b encode alike. For a status update
+// (Merge with status), which copies everything else from b, comparing the
+// statuses is enough.
+func sameObject(a, b api.Object, status bool) bool {
+	type marshaler interface{ Marshal() ([]byte, error) }
+	var am, bm marshaler = a, b
+	if status {
+		am = reflect.ValueOf(a).Elem().FieldByName("Status").Addr().Interface().(marshaler)
+		bm = reflect.ValueOf(b).Elem().FieldByName("Status").Addr().Interface().(marshaler)
+	}
+	ab, err1 := am.Marshal()
+	bb, err2 := bm.Marshal()
 	return err1 == nil && err2 == nil && bytes.Equal(ab, bb)
 }
 

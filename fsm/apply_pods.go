@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,43 +25,16 @@ var (
 	ErrDisruption = errors.New("disruption budget")
 )
 
-// nodeUsage is a node and what its pods take, kept up to date while one
-// Bind entry places pods on it.
-type nodeUsage struct {
-	node *corev1.Node
-	free fit.Resources // allocatable minus used
-	pods []*corev1.Pod
-}
-
 func (a *applier) bind(c *Bind) *Result {
 	res := &Result{Batch: make([]*Result, len(c.Bindings))}
-	usage := map[string]*nodeUsage{}
 	for i, b := range c.Bindings {
-		res.Batch[i] = a.bindOne(b, c.Time, usage)
+		res.Batch[i] = a.bindOne(b, c.Time)
 	}
 	return res
 }
 
-func (a *applier) usage(name string, cache map[string]*nodeUsage) *nodeUsage {
-	if u, ok := cache[name]; ok {
-		return u
-	}
-	var u *nodeUsage
-	if rec := a.get(api.Node, name); rec != nil {
-		node := rec.Obj.(*corev1.Node)
-		u = &nodeUsage{node: node, free: fit.Allocatable(node)}
-		for _, p := range a.collect(api.Pod.Resource, indexNode, name) {
-			pod := p.Obj.(*corev1.Pod)
-			u.pods = append(u.pods, pod)
-		}
-		u.free.Sub(fit.Used(u.pods))
-	}
-	cache[name] = u
-	return u
-}
-
 // bindOne re-checks one binding against the current state and applies it.
-func (a *applier) bindOne(b Binding, t int64, cache map[string]*nodeUsage) *Result {
+func (a *applier) bindOne(b Binding, t int64) *Result {
 	rec := a.get(api.Pod, ObjectKey(api.Pod, b.Namespace, b.Name))
 	if rec == nil {
 		return objErr(ErrNotFound, api.Pod, b.Namespace, b.Name, "pods %q not found", b.Name)
@@ -74,28 +48,29 @@ func (a *applier) bindOne(b Binding, t int64, cache map[string]*nodeUsage) *Resu
 	case pod.DeletionTimestamp != nil:
 		return objErr(ErrConflict, api.Pod, b.Namespace, b.Name, "pod %s/%s is being deleted", b.Namespace, b.Name)
 	}
-	u := a.usage(b.Node, cache)
-	if u == nil {
+	n := a.get(api.Node, b.Node)
+	if n == nil {
 		return objErr(ErrDoesNotFit, api.Pod, b.Namespace, b.Name, "node %q not found", b.Node)
 	}
-	if reason := unfit(pod, u); reason != "" {
+	if reason := a.unfit(rec, n); reason != "" {
 		return objErr(ErrDoesNotFit, api.Pod, b.Namespace, b.Name, "pod %s/%s does not fit on node %s: %s", b.Namespace, b.Name, b.Node, reason)
 	}
-	next := pod.DeepCopy()
+	next := shallowCopy(pod).(*corev1.Pod)
 	next.Spec.NodeName = b.Node
+	next.Status.Conditions = slices.Clone(pod.Status.Conditions) // setPodCondition writes into it
 	setPodCondition(&next.Status, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue,
 		LastTransitionTime: metav1.NewTime(time.Unix(0, t).UTC())})
 	next.ResourceVersion = formatRV(a.index)
 	out := newRecord(api.Pod, next, a.index)
-	a.put(out, rec)
-	u.free.Sub(fit.Requests(next))
-	u.pods = append(u.pods, next)
+	out.sameSpec(rec)
+	a.put(out, rec) // counts the pod in its node's usage
 	return &Result{Record: out}
 }
 
-// unfit explains why pod may not go to the node now, "" when it fits.
-func unfit(pod *corev1.Pod, u *nodeUsage) string {
-	node := u.node
+// unfit explains why the pod of rec may not go to the node of n now, ""
+// when it fits.
+func (a *applier) unfit(rec, n *Record) string {
+	pod, node := rec.Obj.(*corev1.Pod), n.Obj.(*corev1.Node)
 	switch {
 	case !fit.Ready(node):
 		return "node is not ready"
@@ -107,15 +82,21 @@ func unfit(pod *corev1.Pod, u *nodeUsage) string {
 	if t, ok := fit.UntoleratedTaint(pod, node); ok {
 		return fmt.Sprintf("untolerated taint %s=%s:%s", t.Key, t.Value, t.Effect)
 	}
-	if short := fit.Insufficient(fit.Requests(pod), u.free, nil); len(short) > 0 {
+	if short := fit.Insufficient(rec.resources(), n.resources(), a.usage[node.Name]); len(short) > 0 {
 		names := make([]string, len(short))
 		for i, n := range short {
 			names[i] = "insufficient " + string(n)
 		}
 		return strings.Join(names, ", ")
 	}
-	if p, ok := fit.PortConflict(pod, u.pods); ok {
-		return "host port " + p.String() + " is in use"
+	if len(fit.HostPorts(pod)) > 0 {
+		var onNode []*corev1.Pod
+		for _, p := range a.collect(api.Pod.Resource, indexNode, node.Name) {
+			onNode = append(onNode, p.Obj.(*corev1.Pod))
+		}
+		if p, ok := fit.PortConflict(pod, onNode); ok {
+			return "host port " + p.String() + " is in use"
+		}
 	}
 	return ""
 }
@@ -157,12 +138,13 @@ func (a *applier) terminateGracefully(rec *Record, requested *int64, deletionTim
 	if pod.DeletionGracePeriodSeconds != nil && *pod.DeletionGracePeriodSeconds <= grace {
 		return &Result{Record: rec} // already terminating, at least as soon
 	}
-	next := pod.DeepCopy()
+	next := shallowCopy(pod).(*corev1.Pod)
 	ts := metav1.NewTime(time.Unix(0, deletionTime).Add(time.Duration(grace) * time.Second).UTC())
 	next.DeletionTimestamp = &ts
 	next.DeletionGracePeriodSeconds = &grace
 	next.ResourceVersion = formatRV(a.index)
 	out := newRecord(api.Pod, next, a.index)
+	out.sameSpec(rec)
 	a.put(out, rec)
 	return &Result{Record: out}
 }

@@ -8,4 +8,10 @@
 // resourceVersion. Identities and timestamps are chosen by the proposer
 // before a command reaches the log. Nothing outside Apply and Restore
 // changes the state.
+//
+// Stored objects are immutable and may share what they did not change
+// with the versions they replaced (a write copies the top-level struct,
+// not the whole object). What the pods on each node take (usage.go) is
+// derived state kept by the apply goroutine, like an index: snapshots
+// leave it out and Restore rebuilds it.
 package fsm

@@ -35,6 +35,9 @@ type FSM struct {
 	requests *requestQueue
 	// requestWindow is RequestWindow; package tests shrink it.
 	requestWindow uint64
+	// usage is what pods take from each node; only the apply goroutine
+	// touches it.
+	usage usage
 
 	applied  atomic.Uint64
 	mu       sync.Mutex
@@ -59,7 +62,7 @@ func New(cfg Config) *FSM {
 			panic(fmt.Sprintf("orch FSM halted to avoid diverging from its peers: %v (upgrade this server)", err))
 		}
 	}
-	f := &FSM{logger: cfg.Logger, halt: cfg.Halt, history: NewHistory(cfg.HistorySize), advanced: make(chan struct{}), requests: &requestQueue{}, requestWindow: RequestWindow}
+	f := &FSM{logger: cfg.Logger, halt: cfg.Halt, history: NewHistory(cfg.HistorySize), advanced: make(chan struct{}), requests: &requestQueue{}, requestWindow: RequestWindow, usage: usage{}}
 	f.db.Store(newDB())
 	return f
 }
@@ -108,7 +111,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if len(logs) == 0 {
 		return results
 	}
-	a := &applier{txn: f.db.Load().Txn(true), requests: f.requests, window: f.requestWindow}
+	a := &applier{txn: f.db.Load().Txn(true), usage: f.usage, requests: f.requests, window: f.requestWindow}
 	for i, l := range logs {
 		a.index = l.Index
 		if l.Type != raft.LogCommand {

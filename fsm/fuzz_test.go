@@ -149,6 +149,7 @@ func checkInvariants(t *testing.T, f *FSM, index uint64) {
 			return true
 		})
 	}
+	checkUsage(t, f)
 	var buf bytes.Buffer
 	if err := WriteSnapshot(&buf, v); err != nil {
 		t.Fatal(err)
@@ -160,6 +161,7 @@ func checkInvariants(t *testing.T, f *FSM, index uint64) {
 	if dump(g.View()) != dump(v) {
 		t.Fatal("the state changes through a snapshot")
 	}
+	checkUsage(t, g)
 }
 
 // FuzzApply feeds arbitrary log entries to an FSM: it must never panic,

@@ -127,6 +127,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.db.Store(db)
 	f.requests = rebuildRequestQueue(db)
+	f.usage = usageOf(db.Txn(false))
 	f.history.reset(index)
 	f.setApplied(index)
 	f.logger.Info("restored snapshot", "index", index)

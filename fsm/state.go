@@ -8,8 +8,10 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"orch.dev/orch/api"
+	"orch.dev/orch/sched/fit"
 )
 
 // Record is one stored object. Records are immutable once inserted: a change
@@ -23,6 +25,8 @@ type Record struct {
 	Owners []string
 
 	json atomic.Pointer[[]byte]
+	// res caches a pod's requests or a node's allocatable (resources).
+	res atomic.Pointer[fit.Resources]
 }
 
 // ObjectKey is the table key of an object.
@@ -55,24 +59,133 @@ func (r *Record) JSON() []byte {
 	return b
 }
 
+// resources is, computed once, what a pod takes from its node
+// (fit.Requests) or what a node offers (fit.Allocatable). Only the apply
+// goroutine asks, and never modifies the result.
+func (r *Record) resources() fit.Resources {
+	if p := r.res.Load(); p != nil {
+		return *p
+	}
+	var res fit.Resources
+	switch o := r.Obj.(type) {
+	case *corev1.Pod:
+		res = fit.Requests(o)
+	case *corev1.Node:
+		res = fit.Allocatable(o)
+	}
+	r.res.Store(&res)
+	return res
+}
+
+// sameSpec tells r, a pod, that its spec equals old's (a status, deletion
+// or binding write), so that it shares old's computed requests. (A node's
+// allocatable is in its status: it never shares.)
+func (r *Record) sameSpec(old *Record) {
+	if p := old.res.Load(); p != nil && r.Kind == api.Pod {
+		r.res.Store(p)
+	}
+}
+
 // Copy returns a deep copy of the object that the caller may modify.
 func (r *Record) Copy() api.Object {
 	return r.Obj.DeepCopyObject().(api.Object)
 }
 
 const (
-	indexID    = "id"
-	indexOwner = "owner"
-	indexNode  = "node"
+	indexID     = "id"
+	indexOwner  = "owner"
+	indexNode   = "node"
+	indexOrphan = "orphan"
 	// Services by cluster IP and by node port (fsm/services.go).
 	indexClusterIP = "clusterip"
 	indexNodePort  = "nodeport"
 	tableMeta      = "meta"
 )
 
+// orphanKinds are the kinds controllers adopt: they are indexed by
+// namespace when they have no controller, so that a controller looking for
+// orphans to adopt does not read every object of the namespace.
+var orphanKinds = map[*api.Kind]bool{api.Pod: true, api.ReplicaSet: true}
+
+// orphanIndexer indexes objects without a controller ownerReference by
+// namespace.
+type orphanIndexer struct{}
+
+func (orphanIndexer) FromObject(raw any) (bool, []byte, error) {
+	obj := raw.(*Record).Obj
+	if metav1.GetControllerOfNoCopy(obj) != nil {
+		return false, nil, nil
+	}
+	return true, []byte(obj.GetNamespace() + "\x00"), nil
+}
+
+func (orphanIndexer) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("orphan index takes one argument")
+	}
+	s, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("orphan index argument must be a string")
+	}
+	return []byte(s + "\x00"), nil
+}
+
 type metaRow struct {
 	Key   string
 	Index uint64
+}
+
+// keyIndexer indexes records by Key: memdb.StringFieldIndex without the
+// reflection, on every write's hottest path.
+type keyIndexer struct{}
+
+func (keyIndexer) FromObject(raw any) (bool, []byte, error) {
+	return true, []byte(raw.(*Record).Key + "\x00"), nil
+}
+
+func (keyIndexer) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("id index takes one argument")
+	}
+	s, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("id index argument must be a string")
+	}
+	return []byte(s + "\x00"), nil
+}
+
+// PrefixFromArgs serves the id_prefix queries (a namespace's objects).
+func (keyIndexer) PrefixFromArgs(args ...any) ([]byte, error) {
+	b, err := keyIndexer{}.FromArgs(args...)
+	if err != nil {
+		return nil, err
+	}
+	return b[:len(b)-1], nil
+}
+
+// ownersIndexer indexes records by the uids of their ownerReferences
+// (memdb.StringSliceFieldIndex on Owners, without the reflection).
+type ownersIndexer struct{}
+
+func (ownersIndexer) FromObject(raw any) (bool, [][]byte, error) {
+	var out [][]byte
+	for _, o := range raw.(*Record).Owners {
+		if o != "" {
+			out = append(out, []byte(o+"\x00"))
+		}
+	}
+	return len(out) > 0, out, nil
+}
+
+func (ownersIndexer) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("owner index takes one argument")
+	}
+	s, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("owner index argument must be a string")
+	}
+	return []byte(s + "\x00"), nil
 }
 
 // podNodeIndexer indexes pods by spec.nodeName (unbound pods under "").
@@ -103,8 +216,8 @@ func schema() *memdb.DBSchema {
 	}}
 	for _, k := range api.Kinds {
 		t := &memdb.TableSchema{Name: k.Resource, Indexes: map[string]*memdb.IndexSchema{
-			indexID:    {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
-			indexOwner: {Name: indexOwner, AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "Owners"}},
+			indexID:    {Name: indexID, Unique: true, Indexer: keyIndexer{}},
+			indexOwner: {Name: indexOwner, AllowMissing: true, Indexer: ownersIndexer{}},
 		}}
 		if k == api.Pod {
 			t.Indexes[indexNode] = &memdb.IndexSchema{Name: indexNode, Indexer: podNodeIndexer{}}
@@ -112,6 +225,9 @@ func schema() *memdb.DBSchema {
 		if k == api.Service {
 			t.Indexes[indexClusterIP] = &memdb.IndexSchema{Name: indexClusterIP, AllowMissing: true, Indexer: serviceClusterIPIndexer{}}
 			t.Indexes[indexNodePort] = &memdb.IndexSchema{Name: indexNodePort, AllowMissing: true, Indexer: serviceNodePortIndexer{}}
+		}
+		if orphanKinds[k] {
+			t.Indexes[indexOrphan] = &memdb.IndexSchema{Name: indexOrphan, AllowMissing: true, Indexer: orphanIndexer{}}
 		}
 		s.Tables[k.Resource] = t
 	}
@@ -123,7 +239,11 @@ func newDB() *memdb.MemDB {
 	if err != nil {
 		panic(err) // the schema is static; an error is a programming bug
 	}
-	return db
+	// Nothing here uses memdb's watch channels (WatchSet): watches are
+	// served from the History. A "primary" MemDB would still track and
+	// close a channel for every radix node each commit modifies; a
+	// snapshot of the empty database is the same store without that.
+	return db.Snapshot()
 }
 
 // View is a consistent read-only snapshot of the state at one index.
@@ -212,6 +332,26 @@ func (v *View) PodsOnNode(node string, fn func(*Record) bool) {
 // Owned calls fn for each object of kind k with an ownerReference to uid.
 func (v *View) Owned(k *api.Kind, uid string, fn func(*Record) bool) {
 	it, err := v.txn.Get(k.Resource, indexOwner, uid)
+	if err != nil {
+		return
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if !fn(raw.(*Record)) {
+			return
+		}
+	}
+}
+
+// Orphans calls fn for each object of kind k in namespace that has no
+// controller ownerReference, in key order, until fn returns false.
+func (v *View) Orphans(k *api.Kind, namespace string, fn func(*Record) bool) {
+	if !orphanKinds[k] {
+		v.List(k, namespace, func(r *Record) bool {
+			return metav1.GetControllerOfNoCopy(r.Obj) != nil || fn(r)
+		})
+		return
+	}
+	it, err := v.txn.Get(k.Resource, indexOrphan, namespace)
 	if err != nil {
 		return
 	}

@@ -4,6 +4,9 @@ import (
 	"reflect"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"orch.dev/orch/api"
 )
 
@@ -92,5 +95,46 @@ func TestParseRV(t *testing.T) {
 		if _, err := ParseRV(s); err == nil {
 			t.Errorf("ParseRV(%q) accepted", s)
 		}
+	}
+}
+
+// Orphans lists the objects without a controller of one namespace, and
+// follows adoption and release.
+func TestViewOrphans(t *testing.T) {
+	f := newTestFSM(t)
+	for _, ns := range []string{"a", "ab"} {
+		f.mustApply(createCmd(t, namespace(ns)))
+	}
+	ctrl := true
+	owned := func(p *corev1.Pod) *corev1.Pod {
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "rs", UID: "rs-uid", Controller: &ctrl}}
+		return p
+	}
+	notController := pod("a", "referenced", "img")
+	notController.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "cm", UID: "cm-uid"}}
+	for _, p := range []*corev1.Pod{pod("a", "x", "img"), owned(pod("a", "y", "img")), notController, pod("ab", "x", "img"), owned(pod("ab", "y", "img"))} {
+		f.mustApply(createCmd(t, p))
+	}
+	orphans := func(k *api.Kind, ns string) []string {
+		return keys(func(fn func(*Record) bool) { f.View().Orphans(k, ns, fn) })
+	}
+	if got, want := orphans(api.Pod, "a"), []string{"a/referenced", "a/x"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("orphan pods of a: %v, want %v", got, want)
+	}
+	// Adopted: no longer an orphan. Released: an orphan again.
+	f.mustApply(updateCmd(t, owned(f.get(api.Pod, "a", "x").Copy().(*corev1.Pod))))
+	released := f.get(api.Pod, "ab", "y").Copy().(*corev1.Pod)
+	released.OwnerReferences = nil
+	f.mustApply(updateCmd(t, released))
+	if got, want := orphans(api.Pod, "a"), []string{"a/referenced"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("orphan pods of a after adoption: %v, want %v", got, want)
+	}
+	if got, want := orphans(api.Pod, "ab"), []string{"ab/x", "ab/y"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("orphan pods of ab after release: %v, want %v", got, want)
+	}
+	// Kinds without the index give the same answer, by listing.
+	f.mustApply(createCmd(t, configMap("a", "cm", nil)))
+	if got, want := orphans(api.ConfigMap, "a"), []string{"a/cm"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("orphan config maps of a: %v, want %v", got, want)
 	}
 }

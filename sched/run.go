@@ -38,7 +38,7 @@ func Run(ctx context.Context, c Cluster, opts Options) error {
 		opts.BatchSize = 1000
 	}
 	if opts.MaxInFlight <= 0 {
-		opts.MaxInFlight = 2
+		opts.MaxInFlight = 4
 	}
 	log := c.Logger().With("component", "scheduler")
 	// The writer's workers and the proposals in flight end with this

@@ -27,8 +27,10 @@ type Options struct {
 	// (default 1000).
 	BatchSize int
 	// MaxInFlight caps the Bind entries proposed and not yet answered
-	// (default 2): while one commits, the next plan is computed on top of
-	// it.
+	// (default 4): while some commit, the next plan is computed on top of
+	// them. At a low rate each pod is its own plan, and a pod should not
+	// wait for an earlier pod's commit to be proposed: the agent merges
+	// what is proposed meanwhile into its next Raft entry anyway.
 	MaxInFlight int
 }
 

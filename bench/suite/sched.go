@@ -1,8 +1,12 @@
 package suite
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +41,13 @@ type SchedConfig struct {
 	// LatencyPods pods, on a cluster of the first scale's node count.
 	Rate        float64
 	LatencyPods int
+	// ProfileDir, when set, receives the leader's CPU profiles of the
+	// first ProfileSeconds of each scale's first throughput run and, once
+	// every pod is bound and that profile is done, of the next
+	// ProfileSeconds (the simulator reporting the pods Running), and its
+	// heap profile at that point.
+	ProfileDir     string
+	ProfileSeconds int
 }
 
 // SchedResult is one throughput run: a ReplicaSet of Pods replicas on
@@ -52,6 +63,13 @@ type SchedResult struct {
 	// From the first pod seen to the last pod bound.
 	BindSeconds float64 `json:"bind_seconds"`
 	BindPerSec  float64 `json:"bind_per_sec"`
+	// From the ReplicaSet's creation to the last pod seen (created): when
+	// it is close to TotalSeconds, creating the pods is what limits.
+	CreatedSeconds float64 `json:"created_seconds"`
+	// From the ReplicaSet's creation to the last pod seen Running (its
+	// simulated node reported it): the end of the run's work, after which
+	// the latency run starts.
+	RunningSeconds float64 `json:"running_seconds"`
 	// The leader's peak VmRSS (VmHWM) at the end of the run.
 	LeaderPeakMiB float64 `json:"leader_peak_rss_mib"`
 	LoadAvg       float64 `json:"loadavg_1m"`
@@ -84,11 +102,15 @@ func Sched(env *Env, cfg SchedConfig, progress func(string)) SchedResults {
 		for i, sc := range cfg.Scales {
 			mark := env.Mark()
 			c, cl := startSchedCluster(env, sc.Nodes)
-			r := schedThroughput(env, c, cl, sc)
+			prof := ""
+			if run == 1 {
+				prof = cfg.ProfileDir
+			}
+			r := schedThroughput(env, c, cl, sc, prof, cfg.ProfileSeconds)
 			r.Run = run
 			out.Throughput = append(out.Throughput, r)
-			progress(fmt.Sprintf("sched run %d: %d nodes, %d pods: %.0f pods/s created+bound (%.0f pods/s bound), leader peak RSS %.0f MiB",
-				run, sc.Nodes, sc.Pods, r.TotalPerSec, r.BindPerSec, r.LeaderPeakMiB))
+			progress(fmt.Sprintf("sched run %d: %d nodes, %d pods: %.0f pods/s created+bound (%.0f pods/s bound; all created after %.1f s, bound after %.1f s, Running after %.1f s), leader peak RSS %.0f MiB",
+				run, sc.Nodes, sc.Pods, r.TotalPerSec, r.BindPerSec, r.CreatedSeconds, r.TotalSeconds, r.RunningSeconds, r.LeaderPeakMiB))
 			if i == 0 && cfg.LatencyPods > 0 {
 				l := schedLatency(env, cl, cfg.Rate, cfg.LatencyPods)
 				l.Run, l.Nodes = run, sc.Nodes
@@ -172,47 +194,147 @@ func benchPodSpec() corev1.PodSpec {
 }
 
 // bindWatch follows the pods of SchedNamespace and records when each was
-// first seen and first seen bound.
+// first seen, first seen bound and first seen Running.
+//
+// It reads the watch stream itself and picks the few fields it needs out
+// of each line (podEventFields): the benchmark's client shares the machine
+// with the servers it measures, and decoding every pod event in full (what
+// client.Watch does) cost it a third of a core at 1,000 pods/s.
 type bindWatch struct {
-	mu    sync.Mutex
-	seen  map[string]time.Time
-	bound map[string]time.Time
-	wake  chan struct{}
+	mu      sync.Mutex
+	seen    map[string]time.Time
+	bound   map[string]time.Time
+	running map[string]time.Time
+	wake    chan struct{}
 }
 
-func watchBindings(ctx context.Context, env *Env, cl *client.Client) *bindWatch {
-	w, err := cl.Watch(ctx, api.Pod, SchedNamespace, client.ListOptions{})
-	if err != nil {
-		env.Fatal(err)
+// podEvent is what bindWatch reads of a watch event.
+type podEvent struct {
+	Type, Name, ResourceVersion, NodeName, Phase string
+}
+
+// podEventFields picks a pod watch event's type, name, resourceVersion,
+// node and phase out of its JSON line without decoding it. The server
+// writes {"type":...,"object":...} lines and encodes the object with
+// encoding/json: keys in struct order, metadata first with its name
+// first, and quotes inside strings escaped. So the first "name" key is
+// metadata.name, the first "resourceVersion" metadata's, and "nodeName"
+// and "phase" occur only as spec.nodeName and status.phase.
+// (TestPodEventFields checks this against encoding/json.)
+func podEventFields(line []byte) podEvent {
+	typ, _, _ := bytes.Cut(bytes.TrimPrefix(line, []byte(`{"type":"`)), []byte(`"`))
+	str := func(key string) string {
+		i := bytes.Index(line, []byte(`"`+key+`":"`))
+		if i < 0 {
+			return ""
+		}
+		rest := line[i+len(key)+4:]
+		j := bytes.IndexByte(rest, '"')
+		if j < 0 {
+			return ""
+		}
+		return string(rest[:j])
 	}
-	bw := &bindWatch{seen: map[string]time.Time{}, bound: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	return podEvent{Type: string(typ), Name: str("name"), ResourceVersion: str("resourceVersion"), NodeName: str("nodeName"), Phase: str("phase")}
+}
+
+// watchBindings starts following the pods from resourceVersion rv, or
+// with "" from a listing of those that exist (ADDED events).
+func watchBindings(ctx context.Context, env *Env, cl *client.Client, rv string) *bindWatch {
+	bw := &bindWatch{seen: map[string]time.Time{}, bound: map[string]time.Time{}, running: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	started := make(chan error, 1)
 	go func() {
-		for ev := range w.Events() {
-			now := time.Now()
-			pod, ok := ev.Object.(*corev1.Pod)
-			if !ok || ev.Type == client.Deleted {
-				continue
+		for ctx.Err() == nil {
+			q := url.Values{"watch": {"true"}}
+			if rv != "" {
+				q.Set("resourceVersion", rv)
 			}
-			bw.mu.Lock()
-			if _, ok := bw.seen[pod.Name]; !ok {
-				bw.seen[pod.Name] = now
+			resp, err := cl.Do(ctx, client.Request{Method: http.MethodGet, Path: api.Pod.Path(SchedNamespace), Query: q, Stream: true})
+			if started != nil {
+				started <- err
+				started = nil
 			}
-			if _, ok := bw.bound[pod.Name]; !ok && pod.Spec.NodeName != "" {
-				bw.bound[pod.Name] = now
+			if err != nil {
+				return
 			}
-			bw.mu.Unlock()
-			select {
-			case bw.wake <- struct{}{}:
-			default:
+			sc := bufio.NewScanner(resp.Stream)
+			sc.Buffer(make([]byte, 64<<10), 8<<20)
+			for sc.Scan() {
+				ev := podEventFields(sc.Bytes())
+				if ev.Type == "ERROR" || ev.Name == "" {
+					break
+				}
+				if ev.Type == "BOOKMARK" || ev.Type == "DELETED" {
+					continue
+				}
+				rv = ev.ResourceVersion
+				bw.record(ev.Name, ev.NodeName != "", ev.Phase == string(corev1.PodRunning))
 			}
+			resp.Stream.Close()
 		}
 	}()
+	if err := <-started; err != nil {
+		env.Fatal(err)
+	}
 	return bw
+}
+
+func (bw *bindWatch) record(name string, bound, running bool) {
+	now := time.Now()
+	bw.mu.Lock()
+	if _, ok := bw.seen[name]; !ok {
+		bw.seen[name] = now
+	}
+	if _, ok := bw.bound[name]; !ok && bound {
+		bw.bound[name] = now
+	}
+	if _, ok := bw.running[name]; !ok && running {
+		bw.running[name] = now
+	}
+	bw.mu.Unlock()
+	select {
+	case bw.wake <- struct{}{}:
+	default:
+	}
+}
+
+// waitRunning waits until n pods are Running and returns when the last
+// one was seen Running.
+func (bw *bindWatch) waitRunning(env *Env, n int, timeout time.Duration) time.Time {
+	deadline := time.After(timeout)
+	for {
+		bw.mu.Lock()
+		have := len(bw.running)
+		var last time.Time
+		if have >= n {
+			for _, t := range bw.running {
+				if t.After(last) {
+					last = t
+				}
+			}
+		}
+		bw.mu.Unlock()
+		if have >= n {
+			return last
+		}
+		select {
+		case <-bw.wake:
+		case <-deadline:
+			env.Fatalf("only %d of %d pods Running after %v", have, n, timeout)
+		}
+	}
 }
 
 // waitBound waits until n pods are bound and returns when the first pod
 // was seen and the last one bound.
 func (bw *bindWatch) waitBound(env *Env, n int, timeout time.Duration) (first, last time.Time) {
+	first, _, last = bw.waitBoundSeen(env, n, timeout)
+	return first, last
+}
+
+// waitBoundSeen is waitBound that also returns when the last pod was
+// first seen.
+func (bw *bindWatch) waitBoundSeen(env *Env, n int, timeout time.Duration) (first, lastSeen, last time.Time) {
 	deadline := time.After(timeout)
 	for {
 		bw.mu.Lock()
@@ -221,6 +343,9 @@ func (bw *bindWatch) waitBound(env *Env, n int, timeout time.Duration) (first, l
 			for _, t := range bw.seen {
 				if first.IsZero() || t.Before(first) {
 					first = t
+				}
+				if t.After(lastSeen) {
+					lastSeen = t
 				}
 			}
 			for _, t := range bw.bound {
@@ -232,7 +357,7 @@ func (bw *bindWatch) waitBound(env *Env, n int, timeout time.Duration) (first, l
 		have := len(bw.bound)
 		bw.mu.Unlock()
 		if done {
-			return first, last
+			return first, lastSeen, last
 		}
 		select {
 		case <-bw.wake:
@@ -242,10 +367,10 @@ func (bw *bindWatch) waitBound(env *Env, n int, timeout time.Duration) (first, l
 	}
 }
 
-func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc SchedScale) SchedResult {
+func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc SchedScale, profileDir string, profileSecs int) SchedResult {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	bw := watchBindings(ctx, env, cl)
+	bw := watchBindings(ctx, env, cl, "")
 	replicas := int32(sc.Pods)
 	labels := map[string]string{"app": "bench"}
 	rs := &appsv1.ReplicaSet{
@@ -254,16 +379,31 @@ func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc Sch
 		Spec: appsv1.ReplicaSetSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: benchPodSpec()}},
 	}
+	name := fmt.Sprintf("orch-leader-sched-%dx%d", sc.Nodes, sc.Pods)
+	saved := func() {}
+	if profileDir != "" {
+		saved = profile(c.Leader(), profileDir, name+"-cpu.pprof", 0, time.Duration(max(profileSecs, 1))*time.Second)
+	}
 	start := time.Now()
 	if _, err := cl.Create(ctx, rs); err != nil {
 		env.Fatal(err)
 	}
-	first, last := bw.waitBound(env, sc.Pods, 10*time.Minute)
+	first, lastSeen, last := bw.waitBoundSeen(env, sc.Pods, 10*time.Minute)
+	if profileDir != "" {
+		saved()
+		saved = profile(c.Leader(), profileDir, name+"-running-cpu.pprof", 0, time.Duration(max(profileSecs, 1))*time.Second)
+		if l := c.Leader(); l != nil {
+			saveURL(l.URL()+"/debug/pprof/heap", filepath.Join(profileDir, name+"-heap.pprof"), time.Minute)
+		}
+	}
 	r := SchedResult{Nodes: sc.Nodes, Pods: sc.Pods, LoadAvg: LoadAvg()}
 	r.TotalSeconds = last.Sub(start).Seconds()
 	r.TotalPerSec = float64(sc.Pods) / r.TotalSeconds
 	r.BindSeconds = last.Sub(first).Seconds()
 	r.BindPerSec = float64(sc.Pods) / r.BindSeconds
+	r.CreatedSeconds = lastSeen.Sub(start).Seconds()
+	r.RunningSeconds = bw.waitRunning(env, sc.Pods, 10*time.Minute).Sub(start).Seconds()
+	saved()
 	if l := c.Leader(); l != nil {
 		if hwm, err := statusKiB(l.PID(), "VmHWM:"); err == nil {
 			r.LeaderPeakMiB = float64(hwm) / 1024
@@ -275,8 +415,14 @@ func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc Sch
 func schedLatency(env *Env, cl *client.Client, rate float64, pods int) SchedLatencyResult {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	bw := watchBindings(ctx, env, cl)
-	// The watcher counts the throughput run's pods too.
+	// From now on: a watch that first listed the throughput run's pods
+	// would still be reading them when the first pods of this run are
+	// bound, and measure that as their latency.
+	l, err := cl.List(ctx, api.Pod, SchedNamespace, client.ListOptions{Limit: 1})
+	if err != nil {
+		env.Fatal(err)
+	}
+	bw := watchBindings(ctx, env, cl, l.ResourceVersion)
 	bw.mu.Lock()
 	base := len(bw.bound)
 	bw.mu.Unlock()

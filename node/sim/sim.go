@@ -165,7 +165,9 @@ func jsonList(names []string) string {
 
 // Run heartbeats and plays the kubelet for the simulated nodes until ctx ends.
 func (s *Simulator) Run(ctx context.Context) error {
-	w, err := s.cl.Watch(ctx, api.Pod, "", client.ListOptions{Stale: true})
+	// Only bound pods concern a node: pending ones (a third of all pod
+	// events in a scale-up) are left out by the server.
+	w, err := s.cl.Watch(ctx, api.Pod, "", client.ListOptions{Stale: true, FieldSelector: "spec.nodeName!="})
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,7 @@ func main() {
 	schedScales := flag.String("sched-scales", "1000x30000,5000x50000", "NODESxPODS cluster sizes of the scheduling throughput runs (sched suite)")
 	schedRate := flag.Float64("sched-rate", 100, "pods per second of the steady-rate latency run (sched suite)")
 	schedLatPods := flag.Int("sched-latency-pods", 2000, "pods created at -sched-rate (sched suite)")
+	schedProfSecs := flag.Int("sched-profile-seconds", 10, "with -profile: length of the leader's CPU profiles from the start of each scale's first throughput run and from its last binding (sched suite)")
 	podsSingle := flag.Int("pods-single", 20, "pods started one after another per run (pods suite)")
 	podsBurst := flag.Int("pods-burst", 50, "pods created at once per run (pods suite)")
 	podsImage := flag.String("pods-image", "testdata/images/out/web.tar", "the web test image archive (pods suite; make images)")
@@ -173,7 +174,8 @@ func main() {
 		res.InProcInfo, res.InProc = &build, inproc
 	}
 	if selected["sched"] {
-		r := suite.Sched(env, suite.SchedConfig{Runs: *runs, Scales: scales, Rate: *schedRate, LatencyPods: *schedLatPods}, progress)
+		r := suite.Sched(env, suite.SchedConfig{Runs: *runs, Scales: scales, Rate: *schedRate, LatencyPods: *schedLatPods,
+			ProfileDir: *profile, ProfileSeconds: *schedProfSecs}, progress)
 		res.Sched = &r
 	}
 	if selected["pods"] {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -86,6 +87,23 @@ type SchedLatencyResult struct {
 	P99Ms   float64 `json:"p99_ms"`
 	MaxMs   float64 `json:"max_ms"`
 	LoadAvg float64 `json:"loadavg_1m"`
+	// Where the time goes: from the start of the create request to its
+	// response (API, Raft commit), and to the watcher seeing the pod.
+	AckP99Ms  float64 `json:"ack_p99_ms"`
+	SeenP99Ms float64 `json:"seen_p99_ms"`
+	// The slowest pods, to find what stalled them (at_s counts from
+	// Started, to compare with the servers' logs).
+	Started time.Time            `json:"started"`
+	Slowest []SchedLatencySample `json:"slowest"`
+}
+
+// SchedLatencySample is one pod of a steady-rate run: when its create
+// started (seconds from the run's start) and its latencies.
+type SchedLatencySample struct {
+	At      float64 `json:"at_s"`
+	AckMs   float64 `json:"ack_ms"`
+	SeenMs  float64 `json:"seen_ms"`
+	BoundMs float64 `json:"bound_ms"`
 }
 
 // SchedResults are the scheduling suite's figures.
@@ -427,6 +445,7 @@ func schedLatency(env *Env, cl *client.Client, rate float64, pods int) SchedLate
 	base := len(bw.bound)
 	bw.mu.Unlock()
 	started := make(map[string]time.Time, pods)
+	acked := make(map[string]time.Time, pods)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
@@ -446,6 +465,9 @@ func schedLatency(env *Env, cl *client.Client, rate float64, pods int) SchedLate
 			if _, err := cl.Create(ctx, pod); err != nil {
 				errs <- err
 			}
+			mu.Lock()
+			acked[name] = time.Now()
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
@@ -454,14 +476,23 @@ func schedLatency(env *Env, cl *client.Client, rate float64, pods int) SchedLate
 		env.Fatal(err)
 	}
 	bw.waitBound(env, base+pods, time.Minute)
-	var lat Latencies
+	var lat, ack, seen Latencies
+	var samples []SchedLatencySample
+	first := started[fmt.Sprintf("lat-%06d", 0)]
 	bw.mu.Lock()
 	for name, t0 := range started {
+		s := SchedLatencySample{At: t0.Sub(first).Seconds(), AckMs: Ms(acked[name].Sub(t0)),
+			SeenMs: Ms(bw.seen[name].Sub(t0)), BoundMs: Ms(bw.bound[name].Sub(t0))}
+		samples = append(samples, s)
 		lat = append(lat, bw.bound[name].Sub(t0))
+		ack = append(ack, acked[name].Sub(t0))
+		seen = append(seen, bw.seen[name].Sub(t0))
 	}
 	bw.mu.Unlock()
+	sort.Slice(samples, func(i, j int) bool { return samples[i].BoundMs > samples[j].BoundMs })
 	return SchedLatencyResult{Rate: rate, Pods: pods, P50Ms: Ms(lat.Percentile(50)), P99Ms: Ms(lat.Percentile(99)),
-		MaxMs: Ms(lat.Percentile(100)), LoadAvg: LoadAvg()}
+		MaxMs: Ms(lat.Percentile(100)), LoadAvg: LoadAvg(), AckP99Ms: Ms(ack.Percentile(99)),
+		SeenP99Ms: Ms(seen.Percentile(99)), Started: first, Slowest: samples[:min(len(samples), 30)]}
 }
 
 // schedTable reports the scheduling suite.
@@ -490,14 +521,16 @@ func (r *Results) schedTable(p func(string, ...any)) {
 			SpreadOf(secs).Format(1), SpreadOf(rss).Format(0))
 	}
 	if len(s.Latency) > 0 {
-		var p50, p99, mx []float64
+		var p50, p99, mx, ack, seen []float64
 		for _, l := range s.Latency {
 			p50, p99, mx = append(p50, l.P50Ms), append(p99, l.P99Ms), append(mx, l.MaxMs)
+			ack, seen = append(ack, l.AckP99Ms), append(seen, l.SeenP99Ms)
 		}
 		l := s.Latency[0]
 		p("")
-		p("| steady rate | pods | nodes | create->bound p50 ms | p99 ms | max ms |")
-		p("|---:|---:|---:|---:|---:|---:|")
-		p("| %.0f/s | %d | %d | %s | %s | %s |", l.Rate, l.Pods, l.Nodes, SpreadOf(p50).Format(1), SpreadOf(p99).Format(1), SpreadOf(mx).Format(1))
+		p("| steady rate | pods | nodes | create->bound p50 ms | p99 ms | max ms | create->acknowledged p99 ms | create->seen p99 ms |")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+		p("| %.0f/s | %d | %d | %s | %s | %s | %s | %s |", l.Rate, l.Pods, l.Nodes, SpreadOf(p50).Format(1), SpreadOf(p99).Format(1), SpreadOf(mx).Format(1),
+			SpreadOf(ack).Format(1), SpreadOf(seen).Format(1))
 	}
 }

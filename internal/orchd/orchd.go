@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -74,7 +73,7 @@ func agentCommand(stderr io.Writer) *cli.Command {
 			&cli.IntFlag{Name: "watch-history", Value: 32768, Usage: "changes kept for resuming watches"},
 			&cli.DurationFlag{Name: "node-monitor-grace-period", Value: ctrl.DefaultNodeMonitorGracePeriod, Usage: "how long a node may miss heartbeats before it is marked unreachable"},
 			&cli.Int64Flag{Name: "default-toleration-seconds", Value: agent.DefaultTolerationSeconds, Usage: "how long pods stay on a not-ready or unreachable node before they are replaced, unless they say otherwise"},
-		}, append(workerFlags(), haFlags()...)...),
+		}, append(append(workerFlags(), haFlags()...), gcFlags()...)...),
 		Action: func(c *cli.Context) error { return runAgent(c, stderr) },
 	}
 }
@@ -154,6 +153,10 @@ func runAgent(c *cli.Context, stderr io.Writer) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (flags only)", c.Args().First())
 	}
+	gc, err := serverGCSettings(c, os.Getenv, machineMemory())
+	if err != nil {
+		return err
+	}
 	cfg, cleanup, err := configFromFlags(c, stderr)
 	defer cleanup()
 	if err != nil {
@@ -163,10 +166,8 @@ func runAgent(c *cli.Context, stderr io.Writer) error {
 		return runWorker(c, cfg) // --worker alone (internal/orchd/worker.go)
 	}
 	uuid.EnableRandPool() // object uids without a getrandom syscall each
-	if os.Getenv("GOGC") == "" {
-		// The state lives in the heap: collecting at 200% instead of 100%
-		// halves GC work for twice the headroom (measured in BENCHMARKS.md).
-		debug.SetGCPercent(200)
+	if cfg.Server {
+		gc.apply()
 	}
 	a, err := agent.New(cfg)
 	if err != nil {

@@ -27,6 +27,8 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "--default-toleration-seconds", "-1"}, "--default-toleration-seconds -1"},
 		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "--bind", "10.1.2.3", "--token", "t", "--insecure"}, "--insecure: refused because --bind 10.1.2.3 is not a loopback address"},
 		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "--bootstrap-expect", "3"}, "--token: required for a cluster of several servers"},
+		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "--gc-percent", "-5"}, "--gc-percent -5"},
+		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "--memory-limit", "lots"}, "--memory-limit \"lots\""},
 		{[]string{"simulate", "--nodes", "3"}, "--join: required"},
 		{[]string{"simulate", "--join", "127.0.0.1", "--nodes", "0"}, "--nodes: must be at least 1"},
 		{[]string{"simulate", "--join", "127.0.0.1", "--nodes", "2", "--cpu", "lots"}, "--cpu \"lots\""},

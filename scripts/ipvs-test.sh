@@ -11,7 +11,9 @@
 #
 # Usage: scripts/ipvs-test.sh   (make ipvs-test)   Exit 0 on PASS.
 # Env: WORK (cache dir), KFLAVOUR (cloud-amd64|amd64), QEMU_TIMEOUT, SMP,
-#      RUN (go test -run pattern, default 'TestIPVS|TestNFTables').
+#      RUN (go test -run pattern, default 'TestIPVS|TestNFTables'),
+#      BENCH (a -bench pattern: run benchmarks instead of tests, e.g.
+#      FullSync10k, as `make ipvs-bench` does; BENCHTIME, default 1x).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +22,15 @@ KFLAVOUR=${KFLAVOUR:-cloud-amd64}
 QEMU_TIMEOUT=${QEMU_TIMEOUT:-420}
 SMP=${SMP:-2}
 RUN=${RUN:-TestIPVS|TestNFTables}
+BENCH=${BENCH:-}
+BENCHTIME=${BENCHTIME:-1x}
+MEM=1024M
+GOTEST="-test.v -test.count=1 -test.timeout=300s -test.run '$RUN'"
+if [ -n "$BENCH" ]; then
+  MEM=2048M
+  QEMU_TIMEOUT=${QEMU_TIMEOUT_BENCH:-3600}
+  GOTEST="-test.count=1 -test.timeout=0 -test.run '^\$' -test.bench '$BENCH' -test.benchtime $BENCHTIME"
+fi
 export PATH=$PATH:/usr/local/go/bin
 # Modules by name; dependencies are resolved against the unpacked kernel.
 WANT_MODULES="ip_vs ip_vs_rr dummy veth bridge br_netfilter nf_tables nft_chain_nat nft_nat nft_masq nft_ct
@@ -97,7 +108,7 @@ done
 depmod
 ip link set lo up
 cd /tmp
-/proxy.test -test.v -test.count=1 -test.timeout=300s -test.run '$RUN'
+/proxy.test $GOTEST
 echo "PROXY-TEST-EXIT: \$?"
 poweroff -f
 INIT
@@ -108,7 +119,7 @@ chmod +x "$ROOT/init"
 LOG=$WORK/vm-console.log
 set +e
 timeout "$QEMU_TIMEOUT" qemu-system-x86_64 \
-  -accel tcg,thread=multi -cpu max -smp "$SMP" -m 1024M \
+  -accel tcg,thread=multi -cpu max -smp "$SMP" -m "$MEM" \
   -nodefaults -no-user-config -display none -serial stdio -monitor none -no-reboot \
   -kernel "$KDIR/boot/vmlinuz-$KVER" -initrd "$WORK/initrd.cpio.gz" \
   -append "console=ttyS0 quiet panic=-1 random.trust_cpu=on" \
@@ -116,6 +127,12 @@ timeout "$QEMU_TIMEOUT" qemu-system-x86_64 \
 qrc=${PIPESTATUS[0]}
 set -e
 tr -d '\r' < "$LOG" > "$LOG.txt"
+if [ -n "$BENCH" ]; then
+  if grep -q '^PROXY-TEST-EXIT: 0$' "$LOG.txt" && grep -q '^Benchmark.*/ipvs' "$LOG.txt"; then
+    echo "ipvs-bench: done (log: $LOG.txt)"; grep '^Benchmark' "$LOG.txt"; exit 0
+  fi
+  echo "ipvs-bench: FAIL (qemu rc=$qrc; log: $LOG.txt)"; exit 1
+fi
 if grep -q '^PROXY-TEST-EXIT: 0$' "$LOG.txt" && grep -q '^--- PASS: TestIPVS' "$LOG.txt"; then
   echo "ipvs-test: PASS (log: $LOG.txt)"; exit 0
 fi

@@ -18,7 +18,7 @@ func BenchmarkCheck10k(b *testing.B) {
 		b.Skip(why)
 	}
 	ns := testnet.New(b, "bench-check", 0)
-	svcs, eps := cluster(10000, 3)
+	svcs, eps := testnet.Services(10000, 3)
 	ctx := context.Background()
 	p, be := newProxier(b, ns, svcs, eps)
 	if err := p.Sync(ctx, false); err != nil {

@@ -3,61 +3,13 @@ package nft
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"orch.dev/orch/proxy"
 	"orch.dev/orch/proxy/internal/testnet"
 )
-
-// cluster returns n services with m ready endpoints each.
-func cluster(n, m int) ([]*corev1.Service, []*corev1.Endpoints) {
-	var svcs []*corev1.Service
-	var eps []*corev1.Endpoints
-	for i := 0; i < n; i++ {
-		name := fmt.Sprintf("svc%d", i)
-		meta := metav1.ObjectMeta{Namespace: "bench", Name: name}
-		svcs = append(svcs, &corev1.Service{ObjectMeta: meta, Spec: corev1.ServiceSpec{
-			ClusterIP: fmt.Sprintf("10.96.%d.%d", i/250, 1+i%250),
-			Ports:     []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(8080)}}}})
-		ss := corev1.EndpointSubset{Ports: []corev1.EndpointPort{{Port: 8080, Protocol: corev1.ProtocolTCP}}}
-		for j := 0; j < m; j++ {
-			k := i*m + j
-			ss.Addresses = append(ss.Addresses, corev1.EndpointAddress{IP: fmt.Sprintf("10.244.%d.%d", k/250, 1+k%250)})
-		}
-		eps = append(eps, &corev1.Endpoints{ObjectMeta: meta, Subsets: []corev1.EndpointSubset{ss}})
-	}
-	return svcs, eps
-}
-
-// cpuTime is the process's user plus system CPU time so far: the kernel's
-// share of a sync (nftables transactions run in the caller's syscall) is
-// most of it, and it is not skewed by other work on a busy machine the way
-// wall-clock time is.
-func cpuTime(b testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// cpuMeter sums CPU time over the measured parts of a benchmark.
-type cpuMeter struct {
-	total time.Duration
-	start time.Duration
-}
-
-func (m *cpuMeter) begin(b testing.TB) { m.start = cpuTime(b) }
-func (m *cpuMeter) end(b testing.TB)   { m.total += cpuTime(b) - m.start }
-func (m *cpuMeter) report(b *testing.B, n int) {
-	b.ReportMetric(m.total.Seconds()*1000/float64(n), "cpu-ms/op")
-}
 
 func newProxier(b testing.TB, ns *testnet.NS, svcs []*corev1.Service, eps []*corev1.Endpoints) (*proxy.Proxier, *Backend) {
 	be := New(Config{NetNS: ns.Path})
@@ -81,9 +33,9 @@ func benchSyncFull(b *testing.B, services, endpoints int) {
 		b.Skip(why)
 	}
 	ns := testnet.New(b, fmt.Sprintf("bench-full-%d", services), 0)
-	svcs, eps := cluster(services, endpoints)
+	svcs, eps := testnet.Services(services, endpoints)
 	ctx := context.Background()
-	var cpu cpuMeter
+	var cpu testnet.CPUMeter
 	n := 0
 	for b.Loop() {
 		b.StopTimer()
@@ -92,11 +44,11 @@ func benchSyncFull(b *testing.B, services, endpoints int) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		cpu.begin(b)
+		cpu.Begin(b)
 		if err := p.Sync(ctx, false); err != nil {
 			b.Fatal(err)
 		}
-		cpu.end(b)
+		cpu.End(b)
 		n++
 		b.StopTimer()
 		if st := p.Stats(); st.Changes != services {
@@ -104,7 +56,7 @@ func benchSyncFull(b *testing.B, services, endpoints int) {
 		}
 		b.StartTimer()
 	}
-	cpu.report(b, n)
+	cpu.Report(b, n)
 }
 
 // BenchmarkSyncOneEndpoint: with 1,000 services x 10 endpoints programmed,
@@ -120,7 +72,7 @@ func benchSyncOne(b *testing.B, services, endpoints int) {
 		b.Skip(why)
 	}
 	ns := testnet.New(b, fmt.Sprintf("bench-one-%d", services), 0)
-	svcs, eps := cluster(services, endpoints)
+	svcs, eps := testnet.Services(services, endpoints)
 	ctx := context.Background()
 	p, _ := newProxier(b, ns, svcs, eps)
 	if err := p.Sync(ctx, false); err != nil {
@@ -130,8 +82,8 @@ func benchSyncOne(b *testing.B, services, endpoints int) {
 	short := full.DeepCopy()
 	short.Subsets[0].Addresses = short.Subsets[0].Addresses[1:]
 	i := 0
-	var cpu cpuMeter
-	cpu.begin(b)
+	var cpu testnet.CPUMeter
+	cpu.Begin(b)
 	for b.Loop() {
 		if i%2 == 0 {
 			p.OnEndpoints(short)
@@ -143,8 +95,8 @@ func benchSyncOne(b *testing.B, services, endpoints int) {
 			b.Fatal(err)
 		}
 	}
-	cpu.end(b)
-	cpu.report(b, i)
+	cpu.End(b)
+	cpu.Report(b, i)
 	// The first sync programmed every service; each later one a single
 	// virtual server.
 	if st := p.Stats(); st.Changes-services != st.Syncs-1 {
@@ -164,15 +116,15 @@ func benchRead(b *testing.B, services, endpoints int) {
 		b.Skip(why)
 	}
 	ns := testnet.New(b, fmt.Sprintf("bench-read-%d", services), 0)
-	svcs, eps := cluster(services, endpoints)
+	svcs, eps := testnet.Services(services, endpoints)
 	ctx := context.Background()
 	p, be := newProxier(b, ns, svcs, eps)
 	if err := p.Sync(ctx, false); err != nil {
 		b.Fatal(err)
 	}
-	var cpu cpuMeter
+	var cpu testnet.CPUMeter
 	n := 0
-	cpu.begin(b)
+	cpu.Begin(b)
 	for b.Loop() {
 		rs, err := be.Read(ctx)
 		if err != nil {
@@ -183,6 +135,6 @@ func benchRead(b *testing.B, services, endpoints int) {
 		}
 		n++
 	}
-	cpu.end(b)
-	cpu.report(b, n)
+	cpu.End(b)
+	cpu.Report(b, n)
 }

@@ -24,8 +24,8 @@ func (c *Cluster) Orchd(args ...string) (string, error) {
 func (c *Cluster) Orchctl(args ...string) (string, error) {
 	cmd := exec.Command(filepath.Join(c.bin, "orchctl"), args...)
 	cmd.Env = append(os.Environ(), "ORCH_ADDR="+strings.Join(c.URLs(), ","))
-	if c.opts.Token != "" {
-		cmd.Env = append(cmd.Env, "ORCH_TOKEN="+c.opts.Token)
+	if t := c.BearerToken(); t != "" {
+		cmd.Env = append(cmd.Env, "ORCH_TOKEN="+t)
 	}
 	if f := c.CAFile(); f != "" {
 		cmd.Env = append(cmd.Env, "ORCH_CA_FILE="+f)
@@ -57,7 +57,7 @@ func (s *Server) Exited() bool {
 func (c *Cluster) WaitSystemObjects(timeout time.Duration) {
 	c.t.Helper()
 	c.Eventually(timeout, "the default namespace", func() bool {
-		cl, err := client.New(client.Config{Servers: c.URLs(), Token: c.opts.Token, TLS: c.TLS(), RetryFor: time.Second})
+		cl, err := client.New(client.Config{Servers: c.URLs(), Token: c.BearerToken(), TLS: c.TLS(), RetryFor: time.Second})
 		if err != nil {
 			return false
 		}

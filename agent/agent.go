@@ -93,7 +93,8 @@ func New(cfg Config) (*Agent, error) {
 	})
 	a.readIndex = newCoalescer(a.fetchReadIndex)
 	a.proposer = newProposer(a.gatedApply, a.stop, maxInflight)
-	a.leaderFuncs = append(a.leaderFuncs, a.storeClusterCA) // tls_store.go
+	a.leaderFuncs = append(a.leaderFuncs, a.storeClusterCA)     // tls_store.go
+	a.leaderFuncs = append(a.leaderFuncs, a.pruneExpiredTokens) // tokens_prune.go
 	return a, nil
 }
 

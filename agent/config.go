@@ -50,6 +50,9 @@ type Config struct {
 	// JoinStore, when set, replaces the cluster's join token records
 	// (tests).
 	JoinStore join.Store
+	// TokenPrune tunes the leader's deletion of expired token records
+	// (tokens_prune.go).
+	TokenPrune TokenPruneConfig
 
 	Raft RaftTiming
 	// SnapshotThreshold and TrailingLogs bound the Raft log on disk.

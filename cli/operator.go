@@ -42,7 +42,7 @@ func outputFlag(formats string) cli.Flag {
 func operatorCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "operator",
-		Usage: "cluster operations: Raft membership and leadership, snapshots, tokens",
+		Usage: "cluster operations: Raft membership and leadership, snapshots, tokens, gossip keys",
 		Subcommands: []*cli.Command{
 			{
 				Name:   "raft",
@@ -70,7 +70,8 @@ func operatorCommand(e *env) *cli.Command {
 					{Name: "restore", Usage: "replace the whole cluster state with a snapshot's (disaster recovery)", ArgsUsage: "FILE", Action: e.snapshotRestore},
 				},
 			},
-			tokenCommand(e), // cli/token.go
+			tokenCommand(e),  // cli/token.go
+			gossipCommand(e), // cli/gossip_keyring.go
 		},
 		Action: groupAction(e, []string{"operator"}),
 	}

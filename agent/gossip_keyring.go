@@ -49,8 +49,27 @@ func (a *Agent) initialGossipKeyring(secret string) (*gossipmeta.Keyring, error)
 	if secret == "" {
 		return nil, nil
 	}
-	k, err = gossipmeta.DefaultKeyring(secret)
+	k, err = a.defaultGossipKeyring(secret)
 	return &k, err
+}
+
+// defaultGossipKeyring is the keyring of a cluster that never stored one:
+// the key derived from the cluster secret, or, while the cluster secret is
+// being changed (--previous-cluster-secret), the previous secret's key as
+// primary and the new one's beside it, so that servers restarted with the
+// new secret still speak to those not yet restarted and to the workers.
+// `orchctl operator secrets reseal` stores the keyring in Raft, after
+// which the cluster secret no longer decides the gossip keys.
+func (a *Agent) defaultGossipKeyring(secret string) (gossipmeta.Keyring, error) {
+	k, err := gossipmeta.DefaultKeyring(secret)
+	if err != nil || len(a.cfg.PreviousSecrets) == 0 {
+		return k, err
+	}
+	prev, err := gossipmeta.Key(a.cfg.PreviousSecrets[0])
+	if err != nil {
+		return k, err
+	}
+	return gossipmeta.Keyring{Keys: [][]byte{prev, k.Primary}, Primary: prev}, nil
 }
 
 // storedGossipKeyring is the cluster's keyring in view: the Secret, or
@@ -61,7 +80,7 @@ func (a *Agent) storedGossipKeyring(view *fsm.View) (gossipmeta.Keyring, error) 
 		return gossipmeta.Keyring{}, err
 	}
 	if s == nil {
-		return gossipmeta.DefaultKeyring(a.clusterSecretValue())
+		return a.defaultGossipKeyring(a.clusterSecretValue())
 	}
 	var k gossipmeta.Keyring
 	if err := json.Unmarshal(s.Data[gossipKeyringKey], &k); err != nil {
@@ -110,9 +129,6 @@ func (a *Agent) applyStoredGossipKeyring() error {
 	if err != nil {
 		return err
 	}
-	if slices.Equal(a.gossip.selfKeys(), k.IDs()) {
-		return nil
-	}
 	if !slices.Equal(gossipmeta.RingIDs(a.gossip.keyring), k.IDs()) {
 		if err := gossipmeta.Apply(a.gossip.keyring, k); err != nil {
 			return err
@@ -123,8 +139,10 @@ func (a *Agent) applyStoredGossipKeyring() error {
 	if err := gossipmeta.SaveKeyring(filepath.Join(a.cfg.DataDir, gossipKeyringFile), k); err != nil {
 		return fmt.Errorf("keeping the gossip keyring in the data directory: %w", err)
 	}
-	a.gossip.announceKeys(k.IDs())
-	a.logger.Info("gossip keyring changed", "keys", k.IDs(), "primary", gossipmeta.KeyID(k.Primary))
+	if !slices.Equal(a.gossip.selfKeys(), k.IDs()) {
+		a.gossip.announceKeys(k.IDs())
+		a.logger.Info("gossip keyring changed", "keys", k.IDs(), "primary", gossipmeta.KeyID(k.Primary))
+	}
 	return nil
 }
 

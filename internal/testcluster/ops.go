@@ -65,3 +65,36 @@ func (c *Cluster) WaitSystemObjects(timeout time.Duration) {
 		return err == nil
 	})
 }
+
+// SetArg gives flag the value value from the server's next start on
+// (replacing every value it had).
+func (s *Server) SetArg(flag, value string) {
+	s.DropArg(flag)
+	s.AddArg(flag, value)
+}
+
+// AddArg appends flag value to the server's arguments for its next start.
+func (s *Server) AddArg(flag, value string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.args = append(s.args, flag, value)
+}
+
+// DropArg removes flag and its value from the server's arguments.
+func (s *Server) DropArg(flag string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for i := 0; i < len(s.args); i++ {
+		if s.args[i] == flag && i+1 < len(s.args) {
+			i++
+			continue
+		}
+		out = append(out, s.args[i])
+	}
+	s.args = out
+}
+
+// SetToken is the cluster secret clients present from now on (after the
+// servers were restarted with another --token).
+func (c *Cluster) SetToken(token string) { c.opts.Token = token }

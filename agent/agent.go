@@ -93,7 +93,8 @@ func New(cfg Config) (*Agent, error) {
 	})
 	a.readIndex = newCoalescer(a.fetchReadIndex)
 	a.proposer = newProposer(a.gatedApply, a.stop, maxInflight)
-	a.leaderFuncs = append(a.leaderFuncs, a.storeClusterCA) // tls_store.go
+	a.leaderFuncs = append(a.leaderFuncs, a.storeClusterCA)     // tls_store.go
+	a.leaderFuncs = append(a.leaderFuncs, a.pruneExpiredTokens) // tokens_prune.go
 	return a, nil
 }
 
@@ -171,7 +172,13 @@ func (a *Agent) Start() error {
 		}
 	}()
 
-	g, err := newGossip(cfg, secret, memberMeta{Role: RoleServer, HTTP: cfg.httpAddr(), Raft: cfg.raftAddr(), Expect: cfg.BootstrapExpect, Version: cfg.Version},
+	ring, err := a.initialGossipKeyring(secret) // gossip_keyring.go
+	if err != nil {
+		a.httpServer.Close()
+		node.shutdown()
+		return err
+	}
+	g, err := newGossip(cfg, ring, memberMeta{Role: RoleServer, HTTP: cfg.httpAddr(), Raft: cfg.raftAddr(), Expect: cfg.BootstrapExpect, Version: cfg.Version},
 		a.gossipLocalState, a.gossipMergeState)
 	if err != nil {
 		a.httpServer.Close()
@@ -187,6 +194,7 @@ func (a *Agent) Start() error {
 	a.goRun(func() { g.joinLoop(cfg.Join, DefaultGossipPort, a.stop) })
 	a.goRun(a.rememberPeersLoop)
 	a.goRun(a.fetchCALoop)
+	a.goRun(a.gossipKeyringLoop)
 	a.goRun(func() { a.tls.rotateLoop(a.stop) })
 	a.goRun(a.writeAdminConf)
 	a.startHA()

@@ -41,7 +41,9 @@ var nonResourceRules = map[string][]AccessRole{
 	"/v1/members":    {AccessEdit, AccessView, AccessWorker},
 	"/metrics":       {AccessEdit, AccessView},
 	"/v1/heartbeats": {AccessWorker},
-	"/v1/images/":    {AccessEdit},
+	// The gossip keys, which every member needs to stay in the pool.
+	"/v1/gossip/keyring": {AccessWorker},
+	"/v1/images/":        {AccessEdit},
 }
 
 // authorize decides whether p may make the request at. It returns "" when

@@ -44,7 +44,7 @@ func (at *requestAttrs) audited() bool {
 }
 
 // Paths whose trailing segment names the object acted on.
-var namedPathPrefixes = []string{"/v1/tokens/", "/v1/operator/raft/peers/"}
+var namedPathPrefixes = []string{"/v1/tokens/", "/v1/operator/raft/peers/", "/v1/operator/gossip/keyring/"}
 
 func attributesOf(r *http.Request) *requestAttrs {
 	at := &requestAttrs{path: r.URL.Path, query: r.URL.Query()}

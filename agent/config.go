@@ -41,6 +41,11 @@ type Config struct {
 	// a bearer token, Raft connections authenticate with it, and gossip is
 	// encrypted with a key derived from it. Required off loopback.
 	Token string
+	// PreviousSecrets are cluster secrets this cluster ran with before
+	// Token (--previous-cluster-secret): Secrets sealed under them still
+	// open, and the cluster CA sealed with one is re-sealed with Token at
+	// start (secrets_rotate.go). They authenticate nobody.
+	PreviousSecrets []string
 	// CertValidity is how long this server's certificate is valid
 	// (pki.DefaultNodeValidity when 0); it is renewed at two thirds.
 	CertValidity time.Duration
@@ -50,6 +55,9 @@ type Config struct {
 	// JoinStore, when set, replaces the cluster's join token records
 	// (tests).
 	JoinStore join.Store
+	// TokenPrune tunes the leader's deletion of expired token records
+	// (tokens_prune.go).
+	TokenPrune TokenPruneConfig
 
 	Raft RaftTiming
 	// SnapshotThreshold and TrailingLogs bound the Raft log on disk.
@@ -211,6 +219,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Version == "" {
 		c.Version = "dev"
+	}
+	if err := c.checkPreviousSecrets(); err != nil {
+		return err
 	}
 	return c.needsToken()
 }

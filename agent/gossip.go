@@ -44,7 +44,8 @@ type Member struct {
 // including dead and departed ones.
 type gossip struct {
 	ml      *memberlist.Memberlist
-	self    memberMeta
+	selfMu  sync.Mutex
+	self    memberMeta // NodeMeta; Keys change with the keyring
 	logger  *slog.Logger
 	dataDir string
 
@@ -52,15 +53,17 @@ type gossip struct {
 	// exchanges (the sealed cluster CA, tls_gossip.go); either may be nil.
 	state     func() []byte
 	merge     func([]byte)
-	encrypted bool // with the key derived from the cluster secret
+	encrypted bool                // with the keys of keyring
+	keyring   *memberlist.Keyring // nil without encryption
 
 	mu      sync.Mutex
 	members map[string]*Member
 	changed chan struct{}
 }
 
-// newGossip starts memberlist, encrypted with a key derived from secret.
-func newGossip(cfg *Config, secret string, self memberMeta, state func() []byte, merge func([]byte)) (*gossip, error) {
+// newGossip starts memberlist, encrypted with ring (gossip_keyring.go);
+// a nil ring means no encryption.
+func newGossip(cfg *Config, ring *gossipmeta.Keyring, self memberMeta, state func() []byte, merge func([]byte)) (*gossip, error) {
 	g := &gossip{self: self, logger: cfg.Logger, dataDir: cfg.DataDir, members: map[string]*Member{}, changed: make(chan struct{}),
 		state: state, merge: merge}
 	mc := memberlist.DefaultLANConfig()
@@ -72,27 +75,30 @@ func newGossip(cfg *Config, secret string, self memberMeta, state func() []byte,
 	mc.Delegate = g
 	mc.Events = g
 	mc.Logger = logging.Std(cfg.Logger, "gossip")
-	if secret != "" {
-		key, err := gossipmeta.Key(secret)
+	if ring != nil {
+		kr, err := ring.Memberlist()
 		if err != nil {
 			return nil, err
 		}
-		mc.SecretKey = key
+		mc.Keyring = kr
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
+		g.self.Keys = ring.IDs()
 	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("gossip on %s:%d: %w", cfg.BindAddr, cfg.GossipPort, err)
 	}
-	g.ml, g.encrypted = ml, mc.EncryptionEnabled()
+	g.ml, g.keyring, g.encrypted = ml, mc.Keyring, mc.EncryptionEnabled()
 	return g, nil
 }
 
 // NodeMeta, NotifyMsg, GetBroadcasts, LocalState and MergeRemoteState make
 // gossip a memberlist.Delegate: metadata, and state in push-pull exchanges.
 func (g *gossip) NodeMeta(limit int) []byte {
+	g.selfMu.Lock()
 	b := g.self.Encode()
+	g.selfMu.Unlock()
 	if len(b) > limit {
 		g.logger.Error("gossip metadata too large", "bytes", len(b), "limit", limit)
 		return nil

@@ -42,7 +42,9 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/operator/raft/transfer-leader", a.serveTransferLeader)
 	mux.HandleFunc("GET /v1/operator/snapshot", a.serveSnapshotSave)
 	mux.HandleFunc("POST /v1/operator/snapshot/restore", a.serveSnapshotRestore)
-	a.registerTokens(mux) // join and user tokens (tokens.go)
+	a.registerTokens(mux)        // join and user tokens (tokens.go)
+	a.registerGossipKeyring(mux) // gossip key rotation (gossip_keyring_api.go)
+	a.registerSecretsReseal(mux) // cluster secret change (secrets_rotate.go)
 	mux.HandleFunc("GET /internal/v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.status()) })
 	mux.HandleFunc("GET /internal/v1/read-index", a.serveReadIndex)
 

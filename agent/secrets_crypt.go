@@ -144,8 +144,9 @@ func (b *secretBox) open(ns, name, key string, v []byte) ([]byte, error) {
 
 // encryptSecret returns s with every data value sealed, ready to propose
 // (s itself is not changed). A value equal to the one prev (the stored
-// Secret, sealed) holds under the same key keeps prev's ciphertext, so an
-// update that changes nothing stays a no-op in the FSM.
+// Secret, sealed with the current key) holds under the same key keeps
+// prev's ciphertext, so an update that changes nothing stays a no-op in
+// the FSM; a value sealed with a previous key is sealed again (reseal).
 func (b *secretBox) encryptSecret(s, prev *corev1.Secret) *corev1.Secret {
 	if b == nil || s.Type == ClusterCAType || len(s.Data) == 0 {
 		return s
@@ -153,7 +154,7 @@ func (b *secretBox) encryptSecret(s, prev *corev1.Secret) *corev1.Secret {
 	out := s.DeepCopy()
 	for key, v := range s.Data {
 		if prev != nil {
-			if old, ok := prev.Data[key]; ok && isSealed(old) {
+			if old, ok := prev.Data[key]; ok && isSealed(old) && b.sealedWithCurrent(old) {
 				if plain, err := b.open(prev.Namespace, prev.Name, key, old); err == nil && bytes.Equal(plain, v) && prev.Namespace == s.Namespace && prev.Name == s.Name {
 					out.Data[key] = old
 					continue
@@ -187,4 +188,24 @@ func (b *secretBox) decryptSecret(s *corev1.Secret) (*corev1.Secret, error) {
 		out.Data[key] = plain
 	}
 	return out, nil
+}
+
+// sealedWithCurrent reports whether a sealed value names the current key.
+func (b *secretBox) sealedWithCurrent(v []byte) bool {
+	rest := v[len(sealedPrefix):]
+	return len(rest) > secretKeyIDLen && string(rest[:secretKeyIDLen]) == b.current.id
+}
+
+// needsReseal reports whether any value of s is plaintext or sealed with
+// a key other than the current one.
+func (b *secretBox) needsReseal(s *corev1.Secret) bool {
+	if b == nil || s.Type == ClusterCAType {
+		return false
+	}
+	for _, v := range s.Data {
+		if !isSealed(v) || !b.sealedWithCurrent(v) {
+			return true
+		}
+	}
+	return false
 }

@@ -105,6 +105,19 @@ func TestSecretKeysRotate(t *testing.T) {
 	if string(fresh.Data["k"][len(sealedPrefix):len(sealedPrefix)+secretKeyIDLen]) != rotated.current.id || rotated.current.id == old.current.id {
 		t.Fatalf("rotated box does not seal with the new key: %q", fresh.Data["k"])
 	}
+	// A reseal (an update with the same values, prev sealed with the old
+	// key) seals again with the new key; one already under the new key
+	// keeps its ciphertext.
+	if !rotated.needsReseal(s) || rotated.needsReseal(fresh) || !rotated.needsReseal(plainSecret("ns", "a", map[string]string{"k": "v"})) {
+		t.Fatal("needsReseal: want true for the old key and plaintext, false for the new key")
+	}
+	resealed := rotated.encryptSecret(open, s)
+	if !rotated.sealedWithCurrent(resealed.Data["k"]) {
+		t.Fatalf("an update of a value sealed with the old key kept the old ciphertext: %q", resealed.Data["k"])
+	}
+	if again := rotated.encryptSecret(open, resealed); !bytes.Equal(again.Data["k"], resealed.Data["k"]) {
+		t.Fatal("an unchanged value under the current key was sealed again")
+	}
 }
 
 // Plaintext from before encryption is served as it is; the cluster CA is

@@ -24,7 +24,7 @@ type secretBoxOnce struct {
 // secrets is this server's secretBox (nil when it has no cluster secret).
 func (a *Agent) secrets() *secretBox {
 	a.box.once.Do(func() {
-		box, err := newSecretBox(a.clusterSecretValue())
+		box, err := newSecretBox(append([]string{a.clusterSecretValue()}, a.cfg.PreviousSecrets...)...)
 		if err != nil {
 			panic(fmt.Sprintf("deriving the Secret encryption key: %v", err)) // AES-256 and GCM always construct
 		}

@@ -39,6 +39,7 @@ var errOtherCA = errors.New("a peer holds another cluster CA")
 // clusterTLS is this server's CA and certificate.
 type clusterTLS struct {
 	secret   []byte
+	previous [][]byte // earlier cluster secrets: a CA sealed with one is re-sealed with secret
 	dir      string
 	node     pki.NodeRequest
 	validity time.Duration // of the server certificate; pki default when 0
@@ -65,8 +66,13 @@ func newClusterTLS(cfg *Config, secret string) *clusterTLS {
 	if cfg.Name != "localhost" {
 		dns = append(dns, cfg.Name)
 	}
+	var previous [][]byte
+	for _, p := range cfg.PreviousSecrets {
+		previous = append(previous, []byte(p))
+	}
 	return &clusterTLS{
 		secret:   []byte(secret),
+		previous: previous,
 		dir:      filepath.Join(cfg.DataDir, tlsDirName),
 		node:     pki.NodeRequest{Name: cfg.Name, IPs: ips, DNSNames: dns},
 		validity: cfg.CertValidity,
@@ -138,6 +144,23 @@ func (t *clusterTLS) adopt(sealed []byte, now time.Time) error {
 		return nil
 	}
 	ca, err := s.Open(t.secret)
+	for _, p := range t.previous {
+		if err == nil {
+			break
+		}
+		if old, perr := s.Open(p); perr == nil {
+			// Sealed with an earlier cluster secret: keep it sealed with
+			// the current one from now on.
+			ca, err = old, nil
+			var resealed pki.SealedCA
+			if resealed, err = ca.Seal(t.secret); err == nil {
+				sealed, err = json.Marshal(resealed)
+			}
+			if err == nil {
+				t.logger.Info("the cluster CA was sealed with a previous cluster secret; re-sealed it with the current one")
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}

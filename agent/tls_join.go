@@ -3,7 +3,6 @@ package agent
 import (
 	"net/http"
 
-	"orch.dev/orch/internal/gossipmeta"
 	"orch.dev/orch/internal/join"
 	"orch.dev/orch/internal/pki"
 )
@@ -22,7 +21,7 @@ func (a *Agent) registerJoin(mux *http.ServeMux) {
 	}
 	logger := a.logger.With("component", "join")
 	mux.Handle("POST "+join.Path, join.Handler(join.HandlerConfig{CA: ca, Store: a.joinStore(), Logger: logger,
-		GossipKey: func() ([]byte, error) { return gossipmeta.Key(a.secret) }}))
+		GossipKey: a.gossipPrimaryKey}))
 	mux.Handle("POST "+join.RenewPath, join.RenewHandler(join.RenewConfig{CA: ca, Logger: logger}))
 }
 

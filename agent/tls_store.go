@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -68,10 +69,28 @@ func (a *Agent) writeClusterCA(ctx context.Context) error {
 	}
 	have := rec.Obj.(*corev1.Secret)
 	if bytes.Equal(have.Data["ca.crt"], certPEM) {
-		return nil
+		if sealedWith(have.Data["ca.sealed"], a.secret) {
+			return nil
+		}
+		// Sealed with a previous cluster secret (--previous-cluster-secret):
+		// store it sealed with the current one, which restores need.
+		a.logger.Info("re-sealing the orch-system/cluster-ca Secret with the current cluster secret")
+		want.ResourceVersion = have.ResourceVersion
+		_, err := a.Update(ctx, want, false)
+		return err
 	}
 	a.logger.Error("the orch-system/cluster-ca Secret names another CA than this server's; replacing it (was the state restored from another cluster?)")
 	want.ResourceVersion = have.ResourceVersion
 	_, err := a.Update(ctx, want, false)
 	return err
+}
+
+// sealedWith reports whether a sealed CA opens with secret.
+func sealedWith(sealed []byte, secret string) bool {
+	var s pki.SealedCA
+	if json.Unmarshal(sealed, &s) != nil {
+		return false
+	}
+	_, err := s.Open([]byte(secret))
+	return err == nil
 }

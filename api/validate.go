@@ -125,7 +125,7 @@ func validateSecret(s, old *corev1.Secret) field.ErrorList {
 	}
 	switch s.Type {
 	case corev1.SecretTypeOpaque, corev1.SecretTypeDockerConfigJson, corev1.SecretTypeTLS, corev1.SecretTypeBasicAuth, corev1.SecretTypeSSHAuth:
-	case "orch.dev/token", "orch.dev/cluster-ca": // orch's own records in orch-system (only admins and servers reach it)
+	case "orch.dev/token", "orch.dev/cluster-ca", "orch.dev/gossip-keyring": // orch's own records in orch-system (only admins and servers reach it)
 	default:
 		errs = append(errs, field.NotSupported(field.NewPath("type"), s.Type, []string{
 			string(corev1.SecretTypeOpaque), string(corev1.SecretTypeDockerConfigJson), string(corev1.SecretTypeTLS),

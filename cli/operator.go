@@ -42,7 +42,7 @@ func outputFlag(formats string) cli.Flag {
 func operatorCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "operator",
-		Usage: "cluster operations: Raft membership and leadership, snapshots, tokens",
+		Usage: "cluster operations: Raft membership and leadership, snapshots, tokens, gossip keys, Secret re-sealing",
 		Subcommands: []*cli.Command{
 			{
 				Name:   "raft",
@@ -70,7 +70,9 @@ func operatorCommand(e *env) *cli.Command {
 					{Name: "restore", Usage: "replace the whole cluster state with a snapshot's (disaster recovery)", ArgsUsage: "FILE", Action: e.snapshotRestore},
 				},
 			},
-			tokenCommand(e), // cli/token.go
+			tokenCommand(e),   // cli/token.go
+			gossipCommand(e),  // cli/gossip_keyring.go
+			secretsCommand(e), // cli/secrets_reseal.go
 		},
 		Action: groupAction(e, []string{"operator"}),
 	}

@@ -28,7 +28,10 @@ type MembershipConfig struct {
 	// GossipKey, instead of Token, is the gossip key itself (a worker that
 	// joined with a join token gets it in the join response).
 	GossipKey []byte
-	Logger    *slog.Logger
+	// Keyring, when set, wins over both: the cluster's keyring as this
+	// member last followed it (keyring.go).
+	Keyring *gossipmeta.Keyring
+	Logger  *slog.Logger
 }
 
 // Membership is a worker's place in gossip: through it the worker learns
@@ -38,16 +41,64 @@ type Membership struct {
 	ml    *memberlist.Memberlist
 	d     *workerDelegate
 	token string
+	log   *slog.Logger
+
+	ringMu  sync.Mutex
+	ring    *memberlist.Keyring // nil without encryption
+	version uint64              // gossipmeta.Keyring.Version of ring
 }
 
 type workerDelegate struct {
-	meta []byte
-
 	mu       sync.Mutex
+	meta     gossipmeta.Meta
 	sealedCA []byte // the last one a server sent (gossipmeta.State)
+	// servers are the live servers by name, copied in memberlist's event
+	// callbacks: a *memberlist.Node that Members returns may change under
+	// the reader (its Meta, when a server announces new gossip keys).
+	servers map[string]serverMember
 }
 
-func (d *workerDelegate) NodeMeta(int) []byte           { return d.meta }
+type serverMember struct {
+	gossip string // host:port
+	http   string // API address
+}
+
+// NotifyJoin, NotifyUpdate and NotifyLeave make workerDelegate a
+// memberlist.EventDelegate; memberlist calls them with its lock held, so
+// the node is read here and nowhere else.
+func (d *workerDelegate) NotifyJoin(n *memberlist.Node)   { d.note(n, true) }
+func (d *workerDelegate) NotifyUpdate(n *memberlist.Node) { d.note(n, true) }
+func (d *workerDelegate) NotifyLeave(n *memberlist.Node)  { d.note(n, false) }
+
+func (d *workerDelegate) note(n *memberlist.Node, alive bool) {
+	meta, err := gossipmeta.Decode(n.Meta)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.servers == nil {
+		d.servers = map[string]serverMember{}
+	}
+	if !alive || err != nil || meta.Role != gossipmeta.RoleServer {
+		delete(d.servers, n.Name)
+		return
+	}
+	d.servers[n.Name] = serverMember{gossip: n.Address(), http: meta.HTTP}
+}
+
+func (d *workerDelegate) serverMembers() []serverMember {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]serverMember, 0, len(d.servers))
+	for _, s := range d.servers {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (d *workerDelegate) NodeMeta(int) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.meta.Encode()
+}
 func (*workerDelegate) NotifyMsg([]byte)                {}
 func (*workerDelegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (*workerDelegate) LocalState(bool) []byte          { return nil }
@@ -90,10 +141,8 @@ func (m *Membership) WaitClusterCA(timeout time.Duration) (*pki.CA, error) {
 			return ca, err
 		}
 		var addrs []string
-		for _, n := range m.ml.Members() {
-			if meta, err := gossipmeta.Decode(n.Meta); err == nil && meta.Role == gossipmeta.RoleServer {
-				addrs = append(addrs, n.Address())
-			}
+		for _, s := range m.d.serverMembers() {
+			addrs = append(addrs, s.gossip)
 		}
 		if len(addrs) > 0 {
 			m.ml.Join(addrs) // a push-pull: the servers send their state
@@ -111,17 +160,31 @@ func Join(cfg MembershipConfig, timeout time.Duration) (*Membership, error) {
 	mc.BindPort = cfg.GossipPort
 	mc.AdvertiseAddr = cfg.BindAddr
 	mc.AdvertisePort = cfg.GossipPort
-	d := &workerDelegate{meta: gossipmeta.Meta{Role: gossipmeta.RoleWorker}.Encode()}
+	d := &workerDelegate{meta: gossipmeta.Meta{Role: gossipmeta.RoleWorker}}
 	mc.Delegate = d
+	mc.Events = d
 	mc.Logger = logging.Std(cfg.Logger, "gossip")
-	if cfg.Token != "" {
-		key, err := gossipmeta.Key(cfg.Token)
+	var ring *gossipmeta.Keyring
+	switch {
+	case cfg.Keyring != nil:
+		ring = cfg.Keyring
+	case cfg.Token != "":
+		k, err := gossipmeta.DefaultKeyring(cfg.Token)
 		if err != nil {
 			return nil, err
 		}
-		mc.SecretKey, mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = key, true, true
-	} else if len(cfg.GossipKey) > 0 {
-		mc.SecretKey, mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = cfg.GossipKey, true, true
+		ring = &k
+	case len(cfg.GossipKey) > 0:
+		ring = &gossipmeta.Keyring{Keys: [][]byte{cfg.GossipKey}, Primary: cfg.GossipKey}
+	}
+	var version uint64
+	if ring != nil {
+		kr, err := ring.Memberlist()
+		if err != nil {
+			return nil, err
+		}
+		mc.Keyring, mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = kr, true, true
+		d.meta.Keys, version = ring.IDs(), ring.Version
 	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -138,7 +201,7 @@ func Join(cfg MembershipConfig, timeout time.Duration) (*Membership, error) {
 	for {
 		n, err := ml.Join(addrs)
 		if n > 0 {
-			return &Membership{ml: ml, d: d, token: cfg.Token}, nil
+			return &Membership{ml: ml, d: d, token: cfg.Token, log: cfg.Logger, ring: mc.Keyring, version: version}, nil
 		}
 		if time.Now().After(deadline) {
 			ml.Shutdown()
@@ -152,10 +215,9 @@ func Join(cfg MembershipConfig, timeout time.Duration) (*Membership, error) {
 // sorted; clients with the cluster CA speak HTTPS to them.
 func (m *Membership) Servers() []string {
 	var out []string
-	for _, n := range m.ml.Members() {
-		meta, err := gossipmeta.Decode(n.Meta)
-		if err == nil && meta.Role == gossipmeta.RoleServer && meta.HTTP != "" {
-			out = append(out, meta.HTTP)
+	for _, s := range m.d.serverMembers() {
+		if s.http != "" {
+			out = append(out, s.http)
 		}
 	}
 	sort.Strings(out)

@@ -33,9 +33,18 @@ func StartOrch(env *Env) *testcluster.Cluster {
 	return started(testcluster.Start(env, testcluster.Options{Servers: 3, Args: []string{"--log-level", "info"}}))
 }
 
-// OrchClient is one client for every server, as an application would use.
+// StartOrchInsecure is StartOrch with --insecure: the API speaks plain
+// HTTP without authentication (the cluster secret still encrypts gossip
+// and Raft still speaks mutual TLS). It is the baseline that the cost of
+// security is measured against; the harness keeps talking to the cluster
+// started last by StartOrch, as before.
+func StartOrchInsecure(env *Env) *testcluster.Cluster {
+	return testcluster.Start(env, testcluster.Options{Servers: 3, Insecure: true, Args: []string{"--log-level", "info"}})
+}
+
+// OrchClient is one client for every server of c, as an application would use.
 func OrchClient(env *Env, c *testcluster.Cluster) *client.Client {
-	cfg := orchConfig(c.URLs())
+	cfg := clusterConfig(c, c.URLs())
 	cfg.RetryFor, cfg.UserAgent = 30*time.Second, "orch-bench"
 	cl, err := client.New(cfg)
 	if err != nil {

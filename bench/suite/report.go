@@ -23,6 +23,7 @@ type Results struct {
 	OtherCoresPeak float64          `json:"other_cores_peak_10s"`
 	Write          []WriteResult    `json:"write,omitempty"`
 	Idle           []IdleCPU        `json:"idle_cpu,omitempty"`
+	SecurityCost   []SecurityCost   `json:"write_security_cost,omitempty"`
 	Data           *DataResults     `json:"data,omitempty"`
 	InProcInfo     *InProcBuild     `json:"inproc_build,omitempty"`
 	InProc         []InProcResult   `json:"inproc_snapshot,omitempty"`
@@ -129,7 +130,7 @@ func (r *Results) Markdown(w io.Writer) {
 
 func (r *Results) writeTable(p func(string, ...any)) {
 	p("")
-	p("## Writes: 1 KB ConfigMap creates (orch) and 1 KB puts (etcd), same run")
+	p("## Writes: 1 KB ConfigMap creates (orch, security on and --insecure) and 1 KB puts (etcd), same run")
 	p("")
 	p("| clients | system | writes/s | p50 ms | p99 ms | server CPU (cores) | server CPU ms per write | client CPU (cores) | errors |")
 	p("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -140,8 +141,11 @@ func (r *Results) writeTable(p func(string, ...any)) {
 		}
 	}
 	for _, n := range clients {
-		for _, sys := range []string{"orch", "etcd"} {
+		for _, sys := range []string{SysOrch, SysOrchInsecure, SysEtcd} {
 			keep := func(w WriteResult) bool { return w.Clients == n && w.System == sys }
+			if !slices.ContainsFunc(r.Write, keep) {
+				continue
+			}
 			errs := 0
 			for _, w := range r.Write {
 				if keep(w) {
@@ -167,8 +171,8 @@ func (r *Results) writeTable(p func(string, ...any)) {
 		isSys := func(sys string) func(IdleCPU) bool { return func(i IdleCPU) bool { return i.System == sys } }
 		cores := func(i IdleCPU) float64 { return i.Cores }
 		p("")
-		p("With no requests at all the three servers use: orch %s cores, etcd %s cores (included in the server CPU above).",
-			spreadBy(r.Idle, isSys("orch"), cores).Format(3), spreadBy(r.Idle, isSys("etcd"), cores).Format(3))
+		p("With no requests at all the three servers use: orch %s cores, orch-insecure %s cores, etcd %s cores (included in the server CPU above).",
+			spreadBy(r.Idle, isSys(SysOrch), cores).Format(3), spreadBy(r.Idle, isSys(SysOrchInsecure), cores).Format(3), spreadBy(r.Idle, isSys(SysEtcd), cores).Format(3))
 	}
 	top := slices.Max(clients)
 	var tput, p99 []float64
@@ -177,9 +181,10 @@ func (r *Results) writeTable(p func(string, ...any)) {
 		for i := range r.Write {
 			w := &r.Write[i]
 			if w.Run == run && w.Clients == top {
-				if w.System == "orch" {
+				switch w.System {
+				case SysOrch:
 					o = w
-				} else {
+				case SysEtcd:
 					e = w
 				}
 			}
@@ -203,6 +208,7 @@ func (r *Results) writeTable(p func(string, ...any)) {
 		}
 		p("Throughput goal %s; p99 goal %s.", tv, lv)
 	}
+	r.securityTable(p)
 }
 
 func (r *Results) listTable(p func(string, ...any)) {

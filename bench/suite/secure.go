@@ -33,9 +33,11 @@ func current() *testcluster.Cluster {
 }
 
 // orchConfig is a client configuration for the current cluster.
-func orchConfig(servers []string) client.Config {
-	c := current()
-	return client.Config{Servers: servers, Token: c.Token(), TLS: c.TLS()}
+func orchConfig(servers []string) client.Config { return clusterConfig(current(), servers) }
+
+// clusterConfig is a client configuration for c.
+func clusterConfig(c *testcluster.Cluster, servers []string) client.Config {
+	return client.Config{Servers: servers, Token: c.BearerToken(), TLS: c.TLS()}
 }
 
 // orchHTTP is an HTTPS client of the current cluster with a timeout (0: none).

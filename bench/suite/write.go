@@ -3,6 +3,7 @@ package suite
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -14,7 +15,7 @@ import (
 // WriteResult is one run of the write benchmark for one system and one
 // number of concurrent clients.
 type WriteResult struct {
-	System  string  `json:"system"` // "orch" or "etcd"
+	System  string  `json:"system"` // SysOrch, SysOrchInsecure or SysEtcd
 	Clients int     `json:"clients"`
 	Run     int     `json:"run"`
 	LoadAvg float64 `json:"loadavg_1m"`
@@ -44,19 +45,36 @@ type IdleCPU struct {
 // idleWindow is how long idle CPU is sampled.
 const idleWindow = 5 * time.Second
 
-// Write measures 1 KB creates on orch and 1 KB puts on etcd, side by side.
-// Each run starts a fresh orch cluster and a fresh etcd cluster (so state
-// left by earlier runs cannot slow later ones) and, for each client count,
-// runs one system then the other; which goes first alternates between runs
-// so neither always gets the cooler machine.
+// Systems of the write suite: orch with security on (as shipped), orch
+// with --insecure (plain-HTTP API, no authentication: what security costs
+// is the difference) and etcd.
+const (
+	SysOrch         = "orch"
+	SysOrchInsecure = "orch-insecure"
+	SysEtcd         = "etcd"
+)
+
+// Write measures 1 KB creates on orch (security on, and --insecure) and
+// 1 KB puts on etcd, side by side. Each run starts fresh clusters of each
+// (so state left by earlier runs cannot slow later ones) and, for each
+// client count, runs one system after the other; odd runs go orch,
+// orch-insecure, etcd and even runs the reverse, so that no system always
+// gets the cooler machine and secure and insecure orch each go first half
+// the time.
 func Write(env *Env, cfg WriteConfig, progress func(string)) ([]WriteResult, []IdleCPU) {
 	var out []WriteResult
 	var idle []IdleCPU
 	for run := 1; run <= cfg.Runs; run++ {
 		mark := env.Mark()
+		ctx := context.Background()
+		ic := StartOrchInsecure(env)
+		icl := OrchClient(env, ic)
+		if err := CreateNamespace(ctx, icl, writeNamespace); err != nil {
+			env.Fatal(err)
+		}
+		ipids := orchPIDs(env, ic)
 		oc := StartOrch(env)
 		ocl := OrchClient(env, oc)
-		ctx := context.Background()
 		if err := CreateNamespace(ctx, ocl, writeNamespace); err != nil {
 			env.Fatal(err)
 		}
@@ -69,38 +87,42 @@ func Write(env *Env, cfg WriteConfig, progress func(string)) ([]WriteResult, []I
 		env.Cleanup(func() { ecl.Close() })
 		epids := ec.PIDs()
 
-		// Both clusters idle, side by side: their fixed cost, which the
+		// The clusters idle, side by side: their fixed cost, which the
 		// per-write CPU figures include.
-		o0, e0 := cpuSeconds(opids), cpuSeconds(epids)
+		o0, i0, e0 := cpuSeconds(opids), cpuSeconds(ipids), cpuSeconds(epids)
 		time.Sleep(idleWindow) // a measurement window, not synchronisation
-		oi, ei := (cpuSeconds(opids)-o0)/idleWindow.Seconds(), (cpuSeconds(epids)-e0)/idleWindow.Seconds()
-		idle = append(idle, IdleCPU{System: "orch", Run: run, Cores: oi}, IdleCPU{System: "etcd", Run: run, Cores: ei})
-		progress(fmt.Sprintf("write run %d: idle clusters: orch %.3f cores, etcd %.3f cores", run, oi, ei))
+		w := idleWindow.Seconds()
+		oi, ii, ei := (cpuSeconds(opids)-o0)/w, (cpuSeconds(ipids)-i0)/w, (cpuSeconds(epids)-e0)/w
+		idle = append(idle, IdleCPU{System: SysOrch, Run: run, Cores: oi}, IdleCPU{System: SysOrchInsecure, Run: run, Cores: ii}, IdleCPU{System: SysEtcd, Run: run, Cores: ei})
+		progress(fmt.Sprintf("write run %d: idle clusters: orch %.3f cores, orch-insecure %.3f cores, etcd %.3f cores", run, oi, ii, ei))
 
 		for _, n := range cfg.Clients {
-			orchRun := func() {
-				var prof func()
-				if cfg.ProfileDir != "" && run == 1 && n == cfg.Clients[len(cfg.Clients)-1] {
-					prof = profileLeader(oc, cfg, n)
+			measure := func(sys string, pids []int, send Sender, prof func() func()) {
+				var wait func()
+				if prof != nil && cfg.ProfileDir != "" && run == 1 && n == cfg.Clients[len(cfg.Clients)-1] {
+					wait = prof()
 				}
-				r := RunLoad(ctx, n, cfg.Warmup, cfg.Duration, opids, orchSender(ocl, run, n))
-				if prof != nil {
-					prof()
+				r := RunLoad(ctx, n, cfg.Warmup, cfg.Duration, pids, send)
+				if wait != nil {
+					wait()
 				}
-				out = append(out, WriteResult{System: "orch", Clients: n, Run: run, LoadAvg: LoadAvg(), LoadRun: r})
-				progress(fmt.Sprintf("write run %d: orch %3d clients: %8.0f/s p50 %6.2f ms p99 %6.2f ms errors %d", run, n, r.PerSec, r.P50Ms, r.P99Ms, r.Errors))
+				out = append(out, WriteResult{System: sys, Clients: n, Run: run, LoadAvg: LoadAvg(), LoadRun: r})
+				progress(fmt.Sprintf("write run %d: %-13s %3d clients: %8.0f/s p50 %6.2f ms p99 %6.2f ms errors %d", run, sys, n, r.PerSec, r.P50Ms, r.P99Ms, r.Errors))
 			}
-			etcdRun := func() {
-				r := RunLoad(ctx, n, cfg.Warmup, cfg.Duration, epids, etcdSender(ecl, run, n))
-				out = append(out, WriteResult{System: "etcd", Clients: n, Run: run, LoadAvg: LoadAvg(), LoadRun: r})
-				progress(fmt.Sprintf("write run %d: etcd %3d clients: %8.0f/s p50 %6.2f ms p99 %6.2f ms errors %d", run, n, r.PerSec, r.P50Ms, r.P99Ms, r.Errors))
+			order := []func(){
+				func() {
+					measure(SysOrch, opids, orchSender(ocl, run, n), func() func() { return profileLeader(oc, cfg, "", n) })
+				},
+				func() {
+					measure(SysOrchInsecure, ipids, orchSender(icl, run, n), func() func() { return profileLeader(ic, cfg, "-insecure", n) })
+				},
+				func() { measure(SysEtcd, epids, etcdSender(ecl, run, n), nil) },
 			}
-			if run%2 == 1 {
-				orchRun()
-				etcdRun()
-			} else {
-				etcdRun()
-				orchRun()
+			if run%2 == 0 {
+				slices.Reverse(order)
+			}
+			for _, f := range order {
+				f()
 			}
 		}
 		env.PopCleanups(mark)
@@ -149,6 +171,6 @@ func orchPIDs(env *Env, c *testcluster.Cluster) []int {
 
 // profileLeader starts a CPU profile of the leader covering the
 // measurement window and returns a function that waits for it.
-func profileLeader(c *testcluster.Cluster, cfg WriteConfig, clients int) func() {
-	return profile(c.Leader(), cfg.ProfileDir, fmt.Sprintf("orch-leader-write-c%d.pprof", clients), cfg.Warmup, cfg.Duration)
+func profileLeader(c *testcluster.Cluster, cfg WriteConfig, suffix string, clients int) func() {
+	return profile(c.Leader(), cfg.ProfileDir, fmt.Sprintf("orch%s-leader-write-c%d.pprof", suffix, clients), cfg.Warmup, cfg.Duration)
 }

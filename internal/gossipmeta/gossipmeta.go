@@ -22,6 +22,9 @@ type Meta struct {
 	Raft    string `json:"ra,omitempty"` // Raft address of a server
 	Expect  int    `json:"e,omitempty"`  // --bootstrap-expect of a server
 	Version string `json:"v,omitempty"`
+	// Keys are the ids (KeyID) of the gossip keys the member holds, the
+	// primary's first: how a rotation knows every member took a step.
+	Keys []string `json:"k,omitempty"`
 }
 
 // Encode is the wire form.

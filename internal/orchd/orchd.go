@@ -63,6 +63,8 @@ func agentCommand(stderr io.Writer) *cli.Command {
 			&cli.BoolFlag{Name: "dev", Usage: "one-node cluster on loopback; temporary data dir unless --data-dir is given"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"ORCH_TOKEN"}, Usage: "cluster secret: API bearer token, Raft authentication, gossip encryption (required off loopback)"},
 			&cli.StringFlag{Name: "token-file", Usage: "read --token from this file"},
+			&cli.StringSliceFlag{Name: "previous-cluster-secret", Usage: "an earlier cluster secret (repeatable): Secrets and the CA sealed with it still open after --token changed, until `orchctl operator secrets reseal`"},
+			&cli.StringSliceFlag{Name: "previous-cluster-secret-file", Usage: "read an earlier cluster secret from this file (repeatable)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "plain HTTP API without TLS or authentication, for experiments: refused unless every address is loopback"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.DurationFlag{Name: "raft-heartbeat", Value: agent.DefaultRaftTiming.HeartbeatTimeout, Usage: "Raft heartbeat timeout"},
@@ -96,6 +98,7 @@ func configFromFlags(c *cli.Context, stderr io.Writer) (agent.Config, func(), er
 		BootstrapExpect: c.Int("bootstrap-expect"),
 		Join:            c.StringSlice("join"),
 		Token:           c.String("token"),
+		PreviousSecrets: c.StringSlice("previous-cluster-secret"),
 		Insecure:        c.Bool("insecure"),
 		Raft: agent.RaftTiming{
 			HeartbeatTimeout:   c.Duration("raft-heartbeat"),
@@ -120,6 +123,17 @@ func configFromFlags(c *cli.Context, stderr io.Writer) (agent.Config, func(), er
 		if cfg.Token == "" {
 			return cfg, cleanup, fmt.Errorf("--token-file %s: file is empty", f)
 		}
+	}
+	for _, f := range c.StringSlice("previous-cluster-secret-file") {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return cfg, cleanup, fmt.Errorf("--previous-cluster-secret-file: %w", err)
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "" {
+			return cfg, cleanup, fmt.Errorf("--previous-cluster-secret-file %s: file is empty", f)
+		}
+		cfg.PreviousSecrets = append(cfg.PreviousSecrets, s)
 	}
 	if c.Bool("dev") {
 		cfg.Server = true

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"orch.dev/orch/api/client"
+	"orch.dev/orch/internal/gossipmeta"
 	"orch.dev/orch/internal/logging"
 	"orch.dev/orch/internal/pki"
 	"orch.dev/orch/node"
@@ -117,6 +119,13 @@ func runSimulate(c *cli.Context, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Follow gossip key rotations (node/keyring.go); nothing is kept on
+	// disk: a restarted simulator joins with --token's key.
+	go m.FollowKeyring(ctx, func(ctx context.Context) (gossipmeta.Keyring, error) {
+		var k gossipmeta.Keyring
+		err := cl.GetJSON(ctx, "/v1/gossip/keyring", url.Values{"stale": {"true"}}, &k)
+		return k, err
+	}, "", 2*time.Second)
 	if err := s.Register(ctx); err != nil {
 		return err
 	}

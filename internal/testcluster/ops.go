@@ -24,8 +24,8 @@ func (c *Cluster) Orchd(args ...string) (string, error) {
 func (c *Cluster) Orchctl(args ...string) (string, error) {
 	cmd := exec.Command(filepath.Join(c.bin, "orchctl"), args...)
 	cmd.Env = append(os.Environ(), "ORCH_ADDR="+strings.Join(c.URLs(), ","))
-	if c.opts.Token != "" {
-		cmd.Env = append(cmd.Env, "ORCH_TOKEN="+c.opts.Token)
+	if t := c.BearerToken(); t != "" {
+		cmd.Env = append(cmd.Env, "ORCH_TOKEN="+t)
 	}
 	if f := c.CAFile(); f != "" {
 		cmd.Env = append(cmd.Env, "ORCH_CA_FILE="+f)
@@ -57,7 +57,7 @@ func (s *Server) Exited() bool {
 func (c *Cluster) WaitSystemObjects(timeout time.Duration) {
 	c.t.Helper()
 	c.Eventually(timeout, "the default namespace", func() bool {
-		cl, err := client.New(client.Config{Servers: c.URLs(), Token: c.opts.Token, TLS: c.TLS(), RetryFor: time.Second})
+		cl, err := client.New(client.Config{Servers: c.URLs(), Token: c.BearerToken(), TLS: c.TLS(), RetryFor: time.Second})
 		if err != nil {
 			return false
 		}
@@ -65,3 +65,36 @@ func (c *Cluster) WaitSystemObjects(timeout time.Duration) {
 		return err == nil
 	})
 }
+
+// SetArg gives flag the value value from the server's next start on
+// (replacing every value it had).
+func (s *Server) SetArg(flag, value string) {
+	s.DropArg(flag)
+	s.AddArg(flag, value)
+}
+
+// AddArg appends flag value to the server's arguments for its next start.
+func (s *Server) AddArg(flag, value string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.args = append(s.args, flag, value)
+}
+
+// DropArg removes flag and its value from the server's arguments.
+func (s *Server) DropArg(flag string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for i := 0; i < len(s.args); i++ {
+		if s.args[i] == flag && i+1 < len(s.args) {
+			i++
+			continue
+		}
+		out = append(out, s.args[i])
+	}
+	s.args = out
+}
+
+// SetToken is the cluster secret clients present from now on (after the
+// servers were restarted with another --token).
+func (c *Cluster) SetToken(token string) { c.opts.Token = token }

@@ -25,6 +25,15 @@ func NewSecret() string {
 // Token is the cluster secret the servers run with.
 func (c *Cluster) Token() string { return c.opts.Token }
 
+// BearerToken is what clients present: the cluster secret, or nothing
+// when the servers run with --insecure (Options.Insecure).
+func (c *Cluster) BearerToken() string {
+	if c.opts.Insecure {
+		return ""
+	}
+	return c.opts.Token
+}
+
 // CAFile is a copy of the cluster CA certificate, "" until a server has
 // written its tls/ca.crt.
 func (c *Cluster) CAFile() string {
@@ -49,8 +58,14 @@ func (c *Cluster) CAFile() string {
 }
 
 // TLS is the client TLS configuration that trusts the cluster CA (none
-// before the CA exists: clients then fail and tests' waits retry).
-func (c *Cluster) TLS() client.TLS { return client.TLS{CAFile: c.CAFile()} }
+// before the CA exists: clients then fail and tests' waits retry; none
+// with Options.Insecure).
+func (c *Cluster) TLS() client.TLS {
+	if c.opts.Insecure {
+		return client.TLS{}
+	}
+	return client.TLS{CAFile: c.CAFile()}
+}
 
 // HTTPClient is an HTTPS client that trusts the cluster CA and presents
 // the cluster secret, for tests that speak to the API without the Go
@@ -64,7 +79,7 @@ func (c *Cluster) HTTPClient() *http.Client {
 		}
 		tr.TLSClientConfig = cfg
 	}
-	return &http.Client{Transport: bearer{token: c.opts.Token, next: tr}}
+	return &http.Client{Transport: bearer{token: c.BearerToken(), next: tr}}
 }
 
 // bearer adds a bearer token to every request that has none.

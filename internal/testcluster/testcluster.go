@@ -113,6 +113,11 @@ type Options struct {
 	// caller has put on an interface: Net.AddAddrs) instead of a
 	// free loopback /24. Off loopback the servers need a Token.
 	Prefix string
+	// Insecure runs the servers with --insecure: a plain-HTTP API without
+	// authentication (loopback only). The cluster secret still encrypts
+	// gossip and seals the CA, and Raft still speaks mutual TLS; clients
+	// then send no token and verify no certificate.
+	Insecure bool
 }
 
 // Cluster is a set of orchd servers.
@@ -138,6 +143,7 @@ type Server struct {
 	LogPath string
 	args    []string
 	bin     string
+	plain   bool // the API speaks plain HTTP (--insecure)
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -214,7 +220,7 @@ func (c *Cluster) newServer(i, expect int, bootstrap bool) *Server {
 func (c *Cluster) newServerWithToken(i, expect int, bootstrap bool, token string) *Server {
 	name := fmt.Sprintf("s%d", i+1)
 	ip := fmt.Sprintf("%s%d", c.prefix, 11+i)
-	s := &Server{Name: name, IP: ip, DataDir: filepath.Join(c.dir, name), LogPath: filepath.Join(c.dir, name+".log"), bin: filepath.Join(c.bin, "orchd")}
+	s := &Server{Name: name, IP: ip, DataDir: filepath.Join(c.dir, name), LogPath: filepath.Join(c.dir, name+".log"), bin: filepath.Join(c.bin, "orchd"), plain: c.opts.Insecure}
 	level := c.opts.LogLevel
 	if level == "" {
 		level = "debug"
@@ -231,6 +237,9 @@ func (c *Cluster) newServerWithToken(i, expect int, bootstrap bool, token string
 	}
 	if c.opts.Fast {
 		s.args = append(s.args, FastRaftArgs...)
+	}
+	if c.opts.Insecure {
+		s.args = append(s.args, "--insecure")
 	}
 	s.args = append(s.args, c.opts.Args...)
 	return s
@@ -263,7 +272,12 @@ func (s *Server) LogContains(substr string) bool {
 }
 
 // URL is the server's API base URL.
-func (s *Server) URL() string { return "https://" + s.IP + ":7400" }
+func (s *Server) URL() string {
+	if s.plain {
+		return "http://" + s.IP + ":7400"
+	}
+	return "https://" + s.IP + ":7400"
+}
 
 // Start launches the process (again, after Kill or Stop).
 func (s *Server) Start() error {
@@ -348,7 +362,7 @@ func (c *Cluster) Client(urls ...string) *client.Client {
 	if len(urls) == 0 {
 		urls = c.URLs()
 	}
-	cl, err := client.New(client.Config{Servers: urls, Token: c.opts.Token, TLS: c.TLS(), RetryFor: 30 * time.Second})
+	cl, err := client.New(client.Config{Servers: urls, Token: c.BearerToken(), TLS: c.TLS(), RetryFor: 30 * time.Second})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -365,7 +379,7 @@ type Peer struct {
 
 // Peers asks one server for the Raft configuration.
 func (c *Cluster) Peers(s *Server) ([]Peer, error) {
-	cl, err := client.New(client.Config{Servers: []string{s.URL()}, Token: c.opts.Token, TLS: c.TLS(), RetryFor: 2 * time.Second})
+	cl, err := client.New(client.Config{Servers: []string{s.URL()}, Token: c.BearerToken(), TLS: c.TLS(), RetryFor: 2 * time.Second})
 	if err != nil {
 		return nil, err
 	}

@@ -137,9 +137,11 @@ func (s *servers) follow(ctx context.Context, w *Worker) {
 			// with the key the join response gave.
 			mc.Join, mc.Token, mc.GossipKey = gossipHosts(w.cfg.Join), "", w.tls.gossip()
 		}
+		mc.Keyring = w.keptKeyring() // keyring.go
 		m, err = node.Join(mc, 5*time.Second)
 		if err != nil {
 			w.log.Warn("cannot join the cluster's gossip yet", "err", err)
+			w.refreshKeptKeyring(ctx) // the keys may have been rotated meanwhile
 			select {
 			case <-ctx.Done():
 				return
@@ -150,6 +152,10 @@ func (s *servers) follow(ctx context.Context, w *Worker) {
 	}
 	defer m.Leave()
 	w.log.Info("joined gossip", "addr", m.LocalAddr())
+	var keys sync.WaitGroup
+	keys.Add(1)
+	go func() { defer keys.Done(); m.FollowKeyring(ctx, s.fetchKeyring, w.keyringPath(), keyringEvery) }()
+	defer keys.Wait() // before Leave
 	if !s.hasCA() {
 		ca, err := m.WaitClusterCA(time.Minute)
 		for err != nil {

@@ -158,6 +158,7 @@ func main() {
 	}
 	if selected["write"] {
 		res.Write, res.Idle = suite.Write(env, suite.WriteConfig{Runs: *runs, Clients: clientCounts, Warmup: *warmup, Duration: *duration, ProfileDir: *profile}, progress)
+		res.SecurityCost = suite.SecurityCosts(res.Write)
 		save()
 	}
 	if selected["list"] || selected["watch"] || selected["rss"] || selected["snapshot"] {

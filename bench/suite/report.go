@@ -132,8 +132,8 @@ func (r *Results) writeTable(p func(string, ...any)) {
 	p("")
 	p("## Writes: 1 KB ConfigMap creates (orch, security on and --insecure) and 1 KB puts (etcd), same run")
 	p("")
-	p("| clients | system | writes/s | p50 ms | p99 ms | server CPU (cores) | server CPU ms per write | client CPU (cores) | errors |")
-	p("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+	p("| clients | system | writes/s | p50 ms | p99 ms | server CPU (cores) | server CPU ms per write | client CPU (cores) | errors | leader elections (orch) |")
+	p("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var clients []int
 	for _, w := range r.Write {
 		if !slices.Contains(clients, w.Clients) {
@@ -146,13 +146,14 @@ func (r *Results) writeTable(p func(string, ...any)) {
 			if !slices.ContainsFunc(r.Write, keep) {
 				continue
 			}
-			errs := 0
+			errs, elections := 0, 0
 			for _, w := range r.Write {
 				if keep(w) {
 					errs += w.Errors
+					elections += w.Elections
 				}
 			}
-			p("| %d | %s | %s | %s | %s | %s | %s | %s | %d |", n, sys,
+			p("| %d | %s | %s | %s | %s | %s | %s | %s | %d | %d |", n, sys,
 				spreadBy(r.Write, keep, func(w WriteResult) float64 { return w.PerSec }).Format(0),
 				spreadBy(r.Write, keep, func(w WriteResult) float64 { return w.P50Ms }).Auto(),
 				spreadBy(r.Write, keep, func(w WriteResult) float64 { return w.P99Ms }).Auto(),
@@ -164,7 +165,7 @@ func (r *Results) writeTable(p func(string, ...any)) {
 					return w.ServerCores / w.PerSec * 1000
 				}).Format(2),
 				spreadBy(r.Write, keep, func(w WriteResult) float64 { return w.ClientCores }).Format(2),
-				errs)
+				errs, elections)
 		}
 	}
 	if len(r.Idle) > 0 {

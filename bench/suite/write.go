@@ -1,8 +1,10 @@
 package suite
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -19,6 +21,9 @@ type WriteResult struct {
 	Clients int     `json:"clients"`
 	Run     int     `json:"run"`
 	LoadAvg float64 `json:"loadavg_1m"`
+	// Leader elections won during the warm-up and the window (orch: from
+	// the servers' logs), which explain a stall if there is one.
+	Elections int `json:"elections"`
 	LoadRun
 }
 
@@ -97,7 +102,8 @@ func Write(env *Env, cfg WriteConfig, progress func(string)) ([]WriteResult, []I
 		progress(fmt.Sprintf("write run %d: idle clusters: orch %.3f cores, orch-insecure %.3f cores, etcd %.3f cores", run, oi, ii, ei))
 
 		for _, n := range cfg.Clients {
-			measure := func(sys string, pids []int, send Sender, prof func() func()) {
+			measure := func(sys string, c *testcluster.Cluster, pids []int, send Sender, prof func() func()) {
+				before := elections(c)
 				var wait func()
 				if prof != nil && cfg.ProfileDir != "" && run == 1 && n == cfg.Clients[len(cfg.Clients)-1] {
 					wait = prof()
@@ -106,17 +112,18 @@ func Write(env *Env, cfg WriteConfig, progress func(string)) ([]WriteResult, []I
 				if wait != nil {
 					wait()
 				}
-				out = append(out, WriteResult{System: sys, Clients: n, Run: run, LoadAvg: LoadAvg(), LoadRun: r})
-				progress(fmt.Sprintf("write run %d: %-13s %3d clients: %8.0f/s p50 %6.2f ms p99 %6.2f ms errors %d", run, sys, n, r.PerSec, r.P50Ms, r.P99Ms, r.Errors))
+				el := elections(c) - before
+				out = append(out, WriteResult{System: sys, Clients: n, Run: run, LoadAvg: LoadAvg(), Elections: el, LoadRun: r})
+				progress(fmt.Sprintf("write run %d: %-13s %3d clients: %8.0f/s p50 %6.2f ms p99 %6.2f ms errors %d elections %d", run, sys, n, r.PerSec, r.P50Ms, r.P99Ms, r.Errors, el))
 			}
 			order := []func(){
 				func() {
-					measure(SysOrch, opids, orchSender(ocl, run, n), func() func() { return profileLeader(oc, cfg, "", n) })
+					measure(SysOrch, oc, opids, orchSender(ocl, run, n), func() func() { return profileLeader(oc, cfg, "", n) })
 				},
 				func() {
-					measure(SysOrchInsecure, ipids, orchSender(icl, run, n), func() func() { return profileLeader(ic, cfg, "-insecure", n) })
+					measure(SysOrchInsecure, ic, ipids, orchSender(icl, run, n), func() func() { return profileLeader(ic, cfg, "-insecure", n) })
 				},
-				func() { measure(SysEtcd, epids, etcdSender(ecl, run, n), nil) },
+				func() { measure(SysEtcd, nil, epids, etcdSender(ecl, run, n), nil) },
 			}
 			if run%2 == 0 {
 				slices.Reverse(order)
@@ -128,6 +135,23 @@ func Write(env *Env, cfg WriteConfig, progress func(string)) ([]WriteResult, []I
 		env.PopCleanups(mark)
 	}
 	return out, idle
+}
+
+// elections counts the leader elections the servers of c have logged
+// winning (0 for nil: etcd's are not counted).
+func elections(c *testcluster.Cluster) int {
+	if c == nil {
+		return 0
+	}
+	n := 0
+	for _, s := range c.Servers {
+		b, err := os.ReadFile(s.LogPath)
+		if err != nil {
+			continue
+		}
+		n += bytes.Count(b, []byte(`msg="became leader"`))
+	}
+	return n
 }
 
 func orchSender(cl *client.Client, run, clients int) Sender {

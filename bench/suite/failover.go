@@ -25,6 +25,10 @@ type FailoverConfig struct {
 	Deaths    int // worker deaths per run
 	Writers   int // concurrent writers while leaders change
 	Replicas  int // pods of the Deployment whose node set dies
+	// Recoveries from quorum loss per run, each on a fresh cluster holding
+	// RecoverObjects ConfigMaps.
+	Recoveries     int
+	RecoverObjects int
 	// ServerArgs are extra orchd flags (other Raft timings, say); the
 	// figures in BENCHMARKS.md use none: the product's defaults.
 	ServerArgs []string
@@ -73,6 +77,7 @@ type FailoverResults struct {
 	Unplanned  []UnplannedResult   `json:"unplanned"`
 	Planned    []PlannedResult     `json:"planned"`
 	Worker     []WorkerDeathResult `json:"worker_death"`
+	Recover    []RecoverResult     `json:"quorum_loss_recovery"`
 }
 
 // Failover runs the failover suite: per run a fresh 3-server cluster with
@@ -110,6 +115,9 @@ func Failover(env *Env, cfg FailoverConfig, progress func(string)) FailoverResul
 			r.Run = run
 			out.Worker = append(out.Worker, r)
 			env.PopCleanups(mark)
+		}
+		if cfg.Recoveries > 0 {
+			out.Recover = append(out.Recover, recoveries(env, cfg, run, cfg.Recoveries, cfg.RecoverObjects, progress)...)
 		}
 	}
 	return out

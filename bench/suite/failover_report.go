@@ -79,6 +79,17 @@ func (r *Results) failoverTable(p func(string, ...any)) {
 			w0.Nodes, w0.Replicas, len(lat), lat.Percentile(50).Seconds(), lat.Percentile(99).Seconds(), worst, goalWorkerDeathSecs,
 			verdictLE(worst, goalWorkerDeathSecs))
 	}
+	if len(f.Recover) > 0 {
+		var cmd, serving Latencies
+		for _, r := range f.Recover {
+			cmd = append(cmd, msDuration(r.CommandMs))
+			serving = append(serving, msDuration(r.ServingMs))
+		}
+		p("| quorum loss (%d ConfigMaps): `orchd recover` on the survivor, ms | %d | %.0f | %.0f | %.0f | | |",
+			f.Recover[0].Objects, len(cmd), Ms(cmd.Percentile(50)), Ms(cmd.Percentile(99)), Ms(cmd.Percentile(100)))
+		p("| — from `orchd recover` to the first write acknowledged by the restarted survivor, ms | %d | %.0f | %.0f | %.0f | | every object kept |",
+			len(serving), Ms(serving.Percentile(50)), Ms(serving.Percentile(99)), Ms(serving.Percentile(100)))
+	}
 }
 
 func msDuration(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }

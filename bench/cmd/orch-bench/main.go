@@ -46,6 +46,8 @@ func main() {
 	foDeaths := flag.Int("failover-deaths", 3, "worker deaths per run (failover suite)")
 	foWriters := flag.Int("failover-writers", 4, "concurrent writers during leader changes (failover suite)")
 	foReplicas := flag.Int("failover-replicas", 10, "pods on the worker that dies (failover suite)")
+	foRecoveries := flag.Int("failover-recoveries", 3, "quorum-loss recoveries (orchd recover) per run, each on a fresh cluster (failover suite)")
+	foRecoverObjects := flag.Int("failover-recover-objects", 10000, "ConfigMaps the cluster holds before each quorum loss (failover suite)")
 	foArgs := flag.String("failover-server-args", "", "extra orchd flags of the failover suite's servers, space-separated (e.g. other Raft timings; the published figures use none)")
 	proxyRuns := flag.Int("proxy-runs", 1, "runs of the proxy suite (each builds a fresh site and grows it through every scale)")
 	proxyScales := flag.String("proxy-scales", "100,1000,10000", "Service counts of the proxy suite, ascending (one endpoint each)")
@@ -54,7 +56,7 @@ func main() {
 	mdOut := flag.String("md", "", "also write the markdown summary to this file")
 	profile := flag.String("profile", "", "save profiles of orch servers (first run: leader CPU at the most write clients and during a snapshot save; heap at the largest state) into this directory")
 	verbose := flag.Bool("v", false, "print the cluster harness's messages")
-	small := flag.Bool("small", false, "check the suite itself: 1,000 and 5,000 objects instead of 10,000 and 100,000, and 3 kills, 3 transfers, 1 worker death (figures are not comparable)")
+	small := flag.Bool("small", false, "check the suite itself: 1,000 and 5,000 objects instead of 10,000 and 100,000, and 3 kills, 3 transfers, 1 worker death, 1 recovery of 1,000 objects (figures are not comparable)")
 	flag.Parse()
 
 	selected := map[string]bool{}
@@ -90,6 +92,7 @@ func main() {
 	if *small {
 		suite.ListObjects, suite.BulkObjects = 1_000, 5_000
 		*foKills, *foTransfers, *foDeaths = min(*foKills, 3), min(*foTransfers, 3), min(*foDeaths, 1)
+		*foRecoveries, *foRecoverObjects = min(*foRecoveries, 1), min(*foRecoverObjects, 1000)
 	}
 	var pScales []int
 	for _, f := range strings.Split(*proxyScales, ",") {
@@ -185,7 +188,8 @@ func main() {
 	}
 	if selected["failover"] {
 		r := suite.Failover(env, suite.FailoverConfig{Runs: *foRuns, Kills: *foKills, Transfers: *foTransfers, Deaths: *foDeaths,
-			Writers: *foWriters, Replicas: *foReplicas, ServerArgs: strings.Fields(*foArgs)}, progress)
+			Writers: *foWriters, Replicas: *foReplicas, Recoveries: *foRecoveries, RecoverObjects: *foRecoverObjects,
+			ServerArgs: strings.Fields(*foArgs)}, progress)
 		res.Failover = &r
 		save()
 	}

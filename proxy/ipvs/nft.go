@@ -149,12 +149,12 @@ func (b *Backend) syncSets(changes []proxy.Change) error {
 		return nil
 	}
 	for n, es := range add {
-		if err := b.nft.SetAddElements(b.set(n), es); err != nil {
+		if err := nftx.AddElements(b.nft, b.set(n), es); err != nil {
 			return err
 		}
 	}
 	for n, es := range del {
-		if err := b.nft.SetDeleteElements(b.set(n), es); err != nil {
+		if err := nftx.DeleteElements(b.nft, b.set(n), es); err != nil {
 			return err
 		}
 	}
@@ -182,7 +182,7 @@ func (b *Backend) resyncSets(rs proxy.RuleSet) error {
 	for _, n := range []string{setClusterIPs, setNodePorts, setHairpin} {
 		b.nft.FlushSet(b.set(n))
 		if len(elems[n]) > 0 {
-			if err := b.nft.SetAddElements(b.set(n), elems[n]); err != nil {
+			if err := nftx.AddElements(b.nft, b.set(n), elems[n]); err != nil {
 				return err
 			}
 		}

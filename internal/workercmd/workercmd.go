@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/signal"
 	"syscall"
 
@@ -84,8 +85,8 @@ func run(c *cli.Context, stderr io.Writer) error {
 }
 
 // Run runs a worker alone in its process (`orchd agent --worker` without
-// --server, or orch-worker) until SIGTERM or SIGINT. Its pods keep
-// running after it stops.
+// --server, or orch-worker) until SIGTERM or SIGINT, with the collector
+// set for a worker (gc.go). Its pods keep running after it stops.
 func Run(c *cli.Context, s Settings) error {
 	if s.DataDir == "" {
 		return errors.New("--data-dir: required")
@@ -106,6 +107,7 @@ func Run(c *cli.Context, s Settings) error {
 	if err != nil {
 		return err
 	}
+	setGCPercent(os.Getenv) // gc.go
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	s.Logger.Info("starting the worker", "join", s.Join, "data-dir", s.DataDir)

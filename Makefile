@@ -17,7 +17,9 @@ deps:
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/orchd ./cmd/orchd
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/orchctl ./cmd/orchctl
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/orch-worker ./cmd/orch-worker
+	# The worker binary is static (no libc mapped into every worker): it
+	# needs no cgo, and is one file to copy onto a worker machine.
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/orch-worker ./cmd/orch-worker
 
 # The race-instrumented servers the multi-process tests run.
 build-race:

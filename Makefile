@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X orch.dev/orch/internal/orchd.Version=$(VERSION) -X orch.dev/orch/cli.Version=$(VERSION)
+LDFLAGS := -X orch.dev/orch/internal/orchd.Version=$(VERSION) -X orch.dev/orch/internal/workercmd.Version=$(VERSION) -X orch.dev/orch/cli.Version=$(VERSION)
 BIN     := $(CURDIR)/bin
 
 
@@ -17,11 +17,15 @@ deps:
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/orchd ./cmd/orchd
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/orchctl ./cmd/orchctl
+	# The worker binary is static (no libc mapped into every worker): it
+	# needs no cgo, and is one file to copy onto a worker machine.
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/orch-worker ./cmd/orch-worker
 
 # The race-instrumented servers the multi-process tests run.
 build-race:
 	$(GO) build -race -ldflags '$(LDFLAGS)' -o $(BIN)/race/orchd ./cmd/orchd
 	$(GO) build -race -ldflags '$(LDFLAGS)' -o $(BIN)/race/orchctl ./cmd/orchctl
+	$(GO) build -race -ldflags '$(LDFLAGS)' -o $(BIN)/race/orch-worker ./cmd/orch-worker
 
 # Every package's tests run under the race detector; the multi-process tests
 # run servers that are race-built too.

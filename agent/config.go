@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"orch.dev/orch/internal/join"
+	"orch.dev/orch/internal/netdefaults"
 )
 
 // DefaultTolerationSeconds is orch's edge default for how long a pod stays
@@ -19,10 +20,10 @@ const DefaultTolerationSeconds = 5
 
 // Default ports (DESIGN.md).
 const (
-	DefaultHTTPPort   = 7400
-	DefaultRaftPort   = 7401
-	DefaultGossipPort = 7402
-	DefaultWorkerPort = 7403
+	DefaultHTTPPort   = netdefaults.HTTPPort
+	DefaultRaftPort   = netdefaults.RaftPort
+	DefaultGossipPort = netdefaults.GossipPort
+	DefaultWorkerPort = netdefaults.WorkerPort
 )
 
 // Config is everything an agent needs; orchd builds it from flags.

@@ -6,12 +6,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"orch.dev/orch/api"
+	"orch.dev/orch/internal/netdefaults"
 )
 
 // ClusterPodCIDR is the range pod networks are cut from, one /24 per node
 // (DESIGN.md). It is a cluster-wide constant: every server must allocate
 // identically.
-var ClusterPodCIDR = netip.MustParsePrefix("10.244.0.0/16")
+var ClusterPodCIDR = netdefaults.PodCIDR
 
 const nodePodCIDRBits = 24
 

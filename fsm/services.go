@@ -9,12 +9,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"orch.dev/orch/api"
+	"orch.dev/orch/internal/netdefaults"
 )
 
 // ClusterServiceCIDR is the range service virtual IPs come from
 // (DESIGN.md). Like the pod range it is a cluster-wide constant: every
 // server must allocate identically.
-var ClusterServiceCIDR = netip.MustParsePrefix("10.96.0.0/16")
+var ClusterServiceCIDR = netdefaults.ServiceCIDR
 
 // FieldError is an allocation refused for one field of the object; the
 // API reports it as 422 Invalid with the field's path.

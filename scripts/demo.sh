@@ -79,7 +79,7 @@ start_worker() { # index
   local w=${WORKERS[$1]} ip=${WORKER_IPS[$1]}
   # nsenter, not `ip netns exec`: the latter remounts /sys and the worker
   # needs the cgroup tree to run containers.
-  (setsid nsenter --net="/run/netns/orchdemo-$w" "$BIN/orchd" agent --worker --name "$w" --bind "$ip" \
+  (setsid nsenter --net="/run/netns/orchdemo-$w" "$BIN/orch-worker" --name "$w" --bind "$ip" \
     --join "${SERVERS[0]}" --token-file "$DEMO/token" --data-dir "$DEMO/$w" \
     --containerd-socket "$CTRD/containerd.sock" --containerd-namespace "$w" \
     --runtime-state-dir "/run/orch-demo/$w" >>"$DEMO/$w.log" 2>&1 < /dev/null &

@@ -34,6 +34,10 @@ type PodsConfig struct {
 	Burst  int // pods created at once per run
 	// Archive is the web test image (testdata/images/out/web.tar).
 	Archive string
+	// ProfileDir, when set, receives the worker's /proc/PID/smaps with
+	// the burst's pods running (worker-smaps-runN.txt), to tell which
+	// mappings its RSS is in.
+	ProfileDir string
 }
 
 // PodsResult is one run of the pod-start suite: latency from the start of
@@ -47,7 +51,11 @@ type PodsResult struct {
 	P99Ms       float64 `json:"p99_ms"`
 	MaxMs       float64 `json:"max_ms"`
 	WorkerRSSMB float64 `json:"worker_rss_mib,omitempty"` // with the burst's pods running
-	LoadAvg     float64 `json:"loadavg_1m"`
+	// WorkerAnonMB and WorkerFileMB split WorkerRSSMB: anonymous pages
+	// (heap, stacks, the runtime's own) and file-backed ones (the binary).
+	WorkerAnonMB float64 `json:"worker_rss_anon_mib,omitempty"`
+	WorkerFileMB float64 `json:"worker_rss_file_mib,omitempty"`
+	LoadAvg      float64 `json:"loadavg_1m"`
 	// CPUMsPerPod is the CPU time of the pod starts, in milliseconds per
 	// pod, by process (podCPUClasses), from the first create to the last
 	// pod Ready.
@@ -69,15 +77,38 @@ func Pods(env *Env, cfg PodsConfig, progress func(string)) []PodsResult {
 		progress(fmt.Sprintf("pods run %d: one at a time: p50 %.0f ms p99 %.0f ms; CPU ms per pod: %s", run, single.P50Ms, single.P99Ms, formatPodCPU(single.CPUMsPerPod)))
 		burst := podStarts(env, pc, fmt.Sprintf("burst-%d", run), cfg.Burst, true)
 		burst.Run, burst.Mode = run, fmt.Sprintf("%d at once", cfg.Burst)
-		if rss, err := RSSBytes(pc.worker.PID()); err == nil {
-			burst.WorkerRSSMB = float64(rss) / (1 << 20)
-		}
+		burst.WorkerRSSMB, burst.WorkerAnonMB, burst.WorkerFileMB = workerRSS(env, pc.worker.PID(), cfg.ProfileDir, run)
 		out = append(out, burst)
-		progress(fmt.Sprintf("pods run %d: %d at once: p50 %.0f ms p99 %.0f ms in %.1f s, worker RSS %.0f MiB; CPU ms per pod: %s",
-			run, cfg.Burst, burst.P50Ms, burst.P99Ms, burst.Seconds, burst.WorkerRSSMB, formatPodCPU(burst.CPUMsPerPod)))
+		progress(fmt.Sprintf("pods run %d: %d at once: p50 %.0f ms p99 %.0f ms in %.1f s, worker RSS %.1f MiB (anonymous %.1f, file %.1f); CPU ms per pod: %s",
+			run, cfg.Burst, burst.P50Ms, burst.P99Ms, burst.Seconds, burst.WorkerRSSMB, burst.WorkerAnonMB, burst.WorkerFileMB, formatPodCPU(burst.CPUMsPerPod)))
 		env.PopCleanups(mark)
 	}
 	return out
+}
+
+// workerRSS reads the worker's VmRSS and its anonymous and file-backed
+// parts, in MiB, and saves its smaps into dir when dir is set.
+func workerRSS(env *Env, pid int, dir string, run int) (rss, anon, file float64) {
+	mib := func(field string) float64 {
+		kb, err := statusKiB(pid, field)
+		if err != nil {
+			return 0
+		}
+		return float64(kb) / 1024
+	}
+	if dir != "" {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("worker-smaps-run%d.txt", run)), b, 0o644)
+		}
+		if err != nil {
+			env.Fatal(err)
+		}
+	}
+	return mib("VmRSS:"), mib("RssAnon:"), mib("RssFile:")
 }
 
 // podsCluster is what the pods suite runs against.
@@ -326,8 +357,8 @@ func (r *Results) podsTable(p func(string, ...any)) {
 	p("")
 	p("### Pod start: create -> Running and Ready, image present, one worker (goal p50 <= 300 ms, p99 <= 1 s; worker RSS <= 40 MB)")
 	p("")
-	p("| pods | p50 ms | p99 ms | max ms | worker VmRSS MiB |")
-	p("|---|---:|---:|---:|---:|")
+	p("| pods | p50 ms | p99 ms | max ms | worker VmRSS MiB | anonymous | file-backed |")
+	p("|---|---:|---:|---:|---:|---:|---:|")
 	var modes []string
 	for _, x := range r.Pods {
 		if !slices.Contains(modes, x.Mode) {
@@ -335,20 +366,20 @@ func (r *Results) podsTable(p func(string, ...any)) {
 		}
 	}
 	for _, m := range modes {
-		var p50, p99, mx, rss []float64
+		var p50, p99, mx, rss, anon, file []float64
 		for _, x := range r.Pods {
 			if x.Mode == m {
 				p50, p99, mx = append(p50, x.P50Ms), append(p99, x.P99Ms), append(mx, x.MaxMs)
 				if x.WorkerRSSMB > 0 {
-					rss = append(rss, x.WorkerRSSMB)
+					rss, anon, file = append(rss, x.WorkerRSSMB), append(anon, x.WorkerAnonMB), append(file, x.WorkerFileMB)
 				}
 			}
 		}
-		rssCell := "-"
+		rssCells := "- | - | -"
 		if len(rss) > 0 {
-			rssCell = SpreadOf(rss).Format(0)
+			rssCells = SpreadOf(rss).Format(1) + " | " + SpreadOf(anon).Format(1) + " | " + SpreadOf(file).Format(1)
 		}
-		p("| %s | %s | %s | %s | %s |", m, SpreadOf(p50).Format(0), SpreadOf(p99).Format(0), SpreadOf(mx).Format(0), rssCell)
+		p("| %s | %s | %s | %s | %s |", m, SpreadOf(p50).Format(0), SpreadOf(p99).Format(0), SpreadOf(mx).Format(0), rssCells)
 	}
 	p("")
 	p("CPU milliseconds per pod start, by process (median of runs), and the time from the first create to the last pod Ready:")

@@ -20,6 +20,7 @@ import (
 	"orch.dev/orch/agent"
 	"orch.dev/orch/ctrl"
 	"orch.dev/orch/internal/logging"
+	"orch.dev/orch/internal/workercmd"
 )
 
 // Version is set at build time with -ldflags "-X orch.dev/orch/internal/orchd.Version=...".
@@ -47,26 +48,18 @@ func agentCommand(stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:  "agent",
 		Usage: "run a server (--server), a worker (--worker) or a one-node dev cluster (--dev)",
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "name", Usage: "node name, unique in the cluster (default: the hostname)"},
-			&cli.StringFlag{Name: "data-dir", Usage: "where Raft data and local state live"},
-			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address to listen on"},
-			&cli.StringFlag{Name: "advertise", Usage: "IP address peers use to reach this node (default: --bind)"},
+		// The node flags (name, data dir, addresses, token...) and the
+		// worker's are orch-worker's too (internal/workercmd).
+		Flags: append(append(workercmd.NodeFlags(),
 			&cli.IntFlag{Name: "http-port", Value: agent.DefaultHTTPPort, Usage: "API port"},
 			&cli.IntFlag{Name: "raft-port", Value: agent.DefaultRaftPort, Usage: "Raft port"},
-			&cli.IntFlag{Name: "gossip-port", Value: agent.DefaultGossipPort, Usage: "gossip port (TCP and UDP)"},
 			&cli.BoolFlag{Name: "server", Usage: "run the control plane (Raft, API, scheduler, controllers)"},
-			&cli.BoolFlag{Name: "worker", Usage: "run pods on this machine"},
+			&cli.BoolFlag{Name: "worker", Usage: "run pods on this machine (orch-worker runs the same worker without the control plane)"},
 			&cli.IntFlag{Name: "bootstrap-expect", Usage: "bootstrap the Raft group once this many servers have joined"},
-			&cli.StringSliceFlag{Name: "join", Usage: "address of any member to join (repeatable)"},
-			&cli.StringFlag{Name: "containerd-socket", Value: "/run/containerd/containerd.sock", Usage: "containerd socket (workers)"},
 			&cli.BoolFlag{Name: "dev", Usage: "one-node cluster on loopback; temporary data dir unless --data-dir is given"},
-			&cli.StringFlag{Name: "token", EnvVars: []string{"ORCH_TOKEN"}, Usage: "cluster secret: API bearer token, Raft authentication, gossip encryption (required off loopback)"},
-			&cli.StringFlag{Name: "token-file", Usage: "read --token from this file"},
 			&cli.StringSliceFlag{Name: "previous-cluster-secret", Usage: "an earlier cluster secret (repeatable): Secrets and the CA sealed with it still open after --token changed, until `orchctl operator secrets reseal`"},
 			&cli.StringSliceFlag{Name: "previous-cluster-secret-file", Usage: "read an earlier cluster secret from this file (repeatable)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "plain HTTP API without TLS or authentication, for experiments: refused unless every address is loopback"},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.DurationFlag{Name: "raft-heartbeat", Value: agent.DefaultRaftTiming.HeartbeatTimeout, Usage: "Raft heartbeat timeout"},
 			&cli.DurationFlag{Name: "raft-election", Value: agent.DefaultRaftTiming.ElectionTimeout, Usage: "Raft election timeout"},
 			&cli.DurationFlag{Name: "raft-leader-lease", Value: agent.DefaultRaftTiming.LeaderLeaseTimeout, Usage: "Raft leader lease"},
@@ -75,7 +68,7 @@ func agentCommand(stderr io.Writer) *cli.Command {
 			&cli.IntFlag{Name: "watch-history", Value: 32768, Usage: "changes kept for resuming watches"},
 			&cli.DurationFlag{Name: "node-monitor-grace-period", Value: ctrl.DefaultNodeMonitorGracePeriod, Usage: "how long a node may miss heartbeats before it is marked unreachable"},
 			&cli.Int64Flag{Name: "default-toleration-seconds", Value: agent.DefaultTolerationSeconds, Usage: "how long pods stay on a not-ready or unreachable node before they are replaced, unless they say otherwise"},
-		}, append(append(workerFlags(), haFlags()...), gcFlags()...)...),
+		), append(append(workercmd.Flags(), haFlags()...), gcFlags()...)...),
 		Action: func(c *cli.Context) error { return runAgent(c, stderr) },
 	}
 }
@@ -97,7 +90,6 @@ func configFromFlags(c *cli.Context, stderr io.Writer) (agent.Config, func(), er
 		Server:          c.Bool("server"),
 		BootstrapExpect: c.Int("bootstrap-expect"),
 		Join:            c.StringSlice("join"),
-		Token:           c.String("token"),
 		PreviousSecrets: c.StringSlice("previous-cluster-secret"),
 		Insecure:        c.Bool("insecure"),
 		Raft: agent.RaftTiming{
@@ -114,16 +106,11 @@ func configFromFlags(c *cli.Context, stderr io.Writer) (agent.Config, func(), er
 	if err := applyHAFlags(c, &cfg); err != nil {
 		return cfg, cleanup, err
 	}
-	if f := c.String("token-file"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return cfg, cleanup, fmt.Errorf("--token-file: %w", err)
-		}
-		cfg.Token = strings.TrimSpace(string(b))
-		if cfg.Token == "" {
-			return cfg, cleanup, fmt.Errorf("--token-file %s: file is empty", f)
-		}
+	token, err := workercmd.Token(c)
+	if err != nil {
+		return cfg, cleanup, err
 	}
+	cfg.Token = token
 	for _, f := range c.StringSlice("previous-cluster-secret-file") {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -152,13 +139,11 @@ func configFromFlags(c *cli.Context, stderr io.Writer) (agent.Config, func(), er
 			cleanup = func() { os.RemoveAll(dir) }
 		}
 	}
-	if cfg.Name == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			return cfg, cleanup, fmt.Errorf("--name: required (hostname unavailable: %v)", err)
-		}
-		cfg.Name = strings.ToLower(host)
+	name, err := workercmd.NodeName(cfg.Name)
+	if err != nil {
+		return cfg, cleanup, err
 	}
+	cfg.Name = name
 	cfg.Logger = logging.New(stderr, level, cfg.Name)
 	return cfg, cleanup, nil
 }

@@ -280,10 +280,10 @@ func runCmd(name string, args ...string) error {
 	return nil
 }
 
-// WorkerIn starts `orchd agent --worker --name name` inside host h's
+// WorkerIn starts a worker, `orch-worker --name name`, inside host h's
 // network namespace, with h's address (extra flags appended: containerd
 // socket and namespace, runtime state dir...). nsenter enters only the
-// network namespace and execs orchd (same PID: signals reach orchd);
+// network namespace and execs orch-worker (same PID: signals reach it);
 // `ip netns exec` would remount /sys and hide the cgroup tree the worker
 // needs. It does not wait.
 func (c *Cluster) WorkerIn(h *Host, name string, extra ...string) *Server {
@@ -293,7 +293,7 @@ func (c *Cluster) WorkerIn(h *Host, name string, extra ...string) *Server {
 		c.t.Fatal(errors.New("nsenter is missing"))
 	}
 	s := &Server{Name: name, IP: h.IP, DataDir: filepath.Join(c.dir, name), LogPath: filepath.Join(c.dir, name+".log"), bin: nsenter}
-	s.args = append([]string{"--net=" + h.NS, "--", filepath.Join(c.bin, "orchd"), "agent", "--worker", "--name", name,
+	s.args = append([]string{"--net=" + h.NS, "--", filepath.Join(c.bin, "orch-worker"), "--name", name,
 		"--join", c.prefix + "11", "--bind", h.IP, "--data-dir", s.DataDir, "--log-level", "info"}, extra...)
 	if c.opts.Token != "" {
 		s.args = append(s.args, "--token", c.opts.Token)

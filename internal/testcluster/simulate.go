@@ -56,14 +56,14 @@ func NodeReady(n *corev1.Node) bool {
 	return false
 }
 
-// Worker starts `orchd agent --worker --name name` on the cluster's
+// Worker starts a worker, `orch-worker --name name`, on the cluster's
 // loopback /24 (extra flags appended: containerd socket, namespace, pod
 // bridge...). It does not wait: the caller knows what Ready means for it.
 func (c *Cluster) Worker(name string, extra ...string) *Server {
 	c.t.Helper()
 	ip := fmt.Sprintf("%s%d", c.prefix, 20+len(c.Others))
-	s := &Server{Name: name, IP: ip, DataDir: filepath.Join(c.dir, name), LogPath: filepath.Join(c.dir, name+".log"), bin: filepath.Join(c.bin, "orchd")}
-	s.args = append([]string{"agent", "--worker", "--name", name, "--join", c.prefix + "11", "--bind", ip,
+	s := &Server{Name: name, IP: ip, DataDir: filepath.Join(c.dir, name), LogPath: filepath.Join(c.dir, name+".log"), bin: filepath.Join(c.bin, "orch-worker")}
+	s.args = append([]string{"--name", name, "--join", c.prefix + "11", "--bind", ip,
 		"--data-dir", s.DataDir, "--log-level", "info"}, extra...)
 	if c.opts.Token != "" {
 		s.args = append(s.args, "--token", c.opts.Token)
@@ -81,8 +81,8 @@ func (c *Cluster) Worker(name string, extra ...string) *Server {
 func (c *Cluster) WorkerWithToken(name, token string, extra ...string) *Server {
 	c.t.Helper()
 	ip := fmt.Sprintf("%s%d", c.prefix, 20+len(c.Others))
-	s := &Server{Name: name, IP: ip, DataDir: filepath.Join(c.dir, name), LogPath: filepath.Join(c.dir, name+".log"), bin: filepath.Join(c.bin, "orchd")}
-	s.args = append([]string{"agent", "--worker", "--name", name, "--join", c.prefix + "11", "--bind", ip,
+	s := &Server{Name: name, IP: ip, DataDir: filepath.Join(c.dir, name), LogPath: filepath.Join(c.dir, name+".log"), bin: filepath.Join(c.bin, "orch-worker")}
+	s.args = append([]string{"--name", name, "--join", c.prefix + "11", "--bind", ip,
 		"--data-dir", s.DataDir, "--log-level", "info", "--token", token}, extra...)
 	c.Others = append(c.Others, s)
 	if err := s.Start(); err != nil {

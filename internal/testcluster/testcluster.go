@@ -1,5 +1,5 @@
-// Package testcluster runs real orchd processes for tests and benchmarks:
-// several servers on their own loopback addresses talking Raft and gossip
+// Package testcluster runs real orchd (and orch-worker) processes for tests
+// and benchmarks: several servers on their own loopback addresses talking Raft and gossip
 // over real sockets, which a test can kill -9, stop, restart and query.
 // It builds the binaries once per test process (or uses $ORCH_BIN_DIR),
 // removes every process and directory it created, and prints the servers'
@@ -44,13 +44,24 @@ var (
 	buildErr  error
 )
 
-// Binaries returns the directory holding orchd and orchctl, building them
-// into a temporary directory unless $ORCH_BIN_DIR names a directory that has them.
+// binaries are what Binaries provides: the servers and simulators run
+// orchd, the workers orch-worker (as a real worker machine does).
+var binaries = []string{"orchd", "orchctl", "orch-worker"}
+
+// Binaries returns the directory holding orchd, orchctl and orch-worker,
+// building them into a temporary directory unless $ORCH_BIN_DIR names a
+// directory that has orchd (it must then have all of them).
 func Binaries(t T) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		if d := os.Getenv("ORCH_BIN_DIR"); d != "" {
 			if _, err := os.Stat(filepath.Join(d, "orchd")); err == nil {
+				for _, name := range binaries {
+					if _, err := os.Stat(filepath.Join(d, name)); err != nil {
+						buildErr = fmt.Errorf("ORCH_BIN_DIR %s has orchd but no %s: make build (or make build-race)", d, name)
+						return
+					}
+				}
 				binDir, _ = filepath.Abs(d)
 				return
 			}
@@ -65,7 +76,7 @@ func Binaries(t T) string {
 			buildErr = err
 			return
 		}
-		for _, name := range []string{"orchd", "orchctl"} {
+		for _, name := range binaries {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
@@ -135,7 +146,7 @@ type Cluster struct {
 	Others []*Server
 }
 
-// Server is one orchd process.
+// Server is one orchd or orch-worker process.
 type Server struct {
 	Name    string
 	IP      string

@@ -13,7 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"orch.dev/orch/api/client"
-	"orch.dev/orch/fsm"
+	"orch.dev/orch/internal/netdefaults"
 	"orch.dev/orch/node/dns"
 	"orch.dev/orch/node/routes"
 	"orch.dev/orch/node/runtime"
@@ -108,7 +108,7 @@ func (w *Worker) startNetwork(ctx context.Context, podCIDR string, run func(func
 		port = 53
 	}
 	srv, err := dns.New(dns.Config{Addr: net.JoinHostPort(gateway.String(), fmt.Sprint(port)), Zone: nc.Zone,
-		ReverseCIDRs: []netip.Prefix{fsm.ClusterServiceCIDR, fsm.ClusterPodCIDR}, Log: log.With("component", "dns")})
+		ReverseCIDRs: []netip.Prefix{netdefaults.ServiceCIDR, netdefaults.PodCIDR}, Log: log.With("component", "dns")})
 	if err != nil {
 		return nil, err
 	}
@@ -137,10 +137,10 @@ func (w *Worker) startProxy(ctx context.Context, mode string, podCIDR netip.Pref
 	if err != nil {
 		return fmt.Errorf("--proxy-mode: %w", err)
 	}
-	nftBackend := nft.New(nft.Config{ClusterCIDR: fsm.ClusterPodCIDR})
+	nftBackend := nft.New(nft.Config{ClusterCIDR: netdefaults.PodCIDR})
 	var b proxy.Backend = nftBackend
 	if m == proxy.ModeIPVS {
-		b = ipvs.New(ipvs.Config{ClusterCIDR: fsm.ClusterPodCIDR})
+		b = ipvs.New(ipvs.Config{ClusterCIDR: netdefaults.PodCIDR})
 		// A node switched from nftables keeps no stale rules.
 		if err := nftBackend.Cleanup(ctx); err != nil {
 			w.log.Warn("removing the nftables proxy's rules", "err", err)

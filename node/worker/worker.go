@@ -1,14 +1,15 @@
-// Package worker is the worker agent, `orchd agent --worker`: it joins the
-// cluster by gossip and learns the API servers from it, registers and
-// keeps its Node (capacity of the machine, labels and taints as
-// configured), sends heartbeats to the leader, connects the container
-// runtime to its pod CIDR, runs the kubelet, and serves the worker API
-// (logs and exec, port 7403) that the API servers proxy to.
+// Package worker is the worker agent, `orch-worker` (or `orchd agent
+// --worker`): it joins the cluster by gossip and learns the API servers
+// from it, registers and keeps its Node (capacity of the machine, labels
+// and taints as configured), sends heartbeats to the leader, connects the
+// container runtime to its pod CIDR, runs the kubelet, and serves the
+// worker API (logs and exec, port 7403) that the API servers proxy to.
 //
 // It owns the wiring and the node's identity, nothing of the pod
 // lifecycle (package kubelet) or of containers (package runtime). It must
 // keep running, and keep its pods running, while the control plane is
-// unreachable, including when it starts that way.
+// unreachable, including when it starts that way. It must not import the
+// server (fsm, agent, Raft): orch-worker links what this package links.
 package worker
 
 import (

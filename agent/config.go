@@ -153,9 +153,14 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("--advertise %q: not an IP address", c.AdvertiseAddr)
 	}
 	if c.Insecure {
-		for flag, ip := range map[string]net.IP{"--bind": bind, "--advertise": adv} {
-			if !ip.IsLoopback() {
-				return fmt.Errorf("--insecure: refused because %s %s is not a loopback address (without TLS and authentication anyone could reach the API)", flag, ip)
+		// In a fixed order, so that the error names --bind when both are
+		// off loopback.
+		for _, a := range []struct {
+			flag string
+			ip   net.IP
+		}{{"--bind", bind}, {"--advertise", adv}} {
+			if !a.ip.IsLoopback() {
+				return fmt.Errorf("--insecure: refused because %s %s is not a loopback address (without TLS and authentication anyone could reach the API)", a.flag, a.ip)
 			}
 		}
 	}

@@ -71,6 +71,10 @@ type SchedResult struct {
 	// simulated node reported it): the end of the run's work, after which
 	// the latency run starts.
 	RunningSeconds float64 `json:"running_seconds"`
+	// From the ReplicaSet's creation until its status counts every replica
+	// ready: the controllers have caught up with the run (the latency run
+	// starts then).
+	SettledSeconds float64 `json:"settled_seconds"`
 	// The leader's peak VmRSS (VmHWM) at the end of the run.
 	LeaderPeakMiB float64 `json:"leader_peak_rss_mib"`
 	LoadAvg       float64 `json:"loadavg_1m"`
@@ -127,8 +131,8 @@ func Sched(env *Env, cfg SchedConfig, progress func(string)) SchedResults {
 			r := schedThroughput(env, c, cl, sc, prof, cfg.ProfileSeconds)
 			r.Run = run
 			out.Throughput = append(out.Throughput, r)
-			progress(fmt.Sprintf("sched run %d: %d nodes, %d pods: %.0f pods/s created+bound (%.0f pods/s bound; all created after %.1f s, bound after %.1f s, Running after %.1f s), leader peak RSS %.0f MiB",
-				run, sc.Nodes, sc.Pods, r.TotalPerSec, r.BindPerSec, r.CreatedSeconds, r.TotalSeconds, r.RunningSeconds, r.LeaderPeakMiB))
+			progress(fmt.Sprintf("sched run %d: %d nodes, %d pods: %.0f pods/s created+bound (%.0f pods/s bound; all created after %.1f s, bound after %.1f s, Running after %.1f s, ReplicaSet ready after %.1f s), leader peak RSS %.0f MiB",
+				run, sc.Nodes, sc.Pods, r.TotalPerSec, r.BindPerSec, r.CreatedSeconds, r.TotalSeconds, r.RunningSeconds, r.SettledSeconds, r.LeaderPeakMiB))
 			if i == 0 && cfg.LatencyPods > 0 {
 				l := schedLatency(env, cl, cfg.Rate, cfg.LatencyPods)
 				l.Run, l.Nodes = run, sc.Nodes
@@ -421,6 +425,7 @@ func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc Sch
 	r.BindPerSec = float64(sc.Pods) / r.BindSeconds
 	r.CreatedSeconds = lastSeen.Sub(start).Seconds()
 	r.RunningSeconds = bw.waitRunning(env, sc.Pods, 10*time.Minute).Sub(start).Seconds()
+	r.SettledSeconds = waitReplicaSetReady(env, cl, rs.Name, sc.Pods, 10*time.Minute).Sub(start).Seconds()
 	saved()
 	if l := c.Leader(); l != nil {
 		if hwm, err := statusKiB(l.PID(), "VmHWM:"); err == nil {
@@ -429,6 +434,27 @@ func schedThroughput(env *Env, c *testcluster.Cluster, cl *client.Client, sc Sch
 	}
 	return r
 }
+
+// waitReplicaSetReady waits until the ReplicaSet's status counts n ready
+// replicas and returns when that was seen.
+func waitReplicaSetReady(env *Env, cl *client.Client, name string, n int, timeout time.Duration) time.Time {
+	deadline := time.Now().Add(timeout)
+	for {
+		obj, err := cl.Get(context.Background(), api.ReplicaSet, SchedNamespace, name, true)
+		if err == nil && obj.(*appsv1.ReplicaSet).Status.ReadyReplicas == int32(n) {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			env.Fatalf("ReplicaSet %s: not %d ready replicas after %s (last error %v)", name, n, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
+}
+
+// schedWarmup is how long pods are created at the latency run's rate
+// before the measured ones, which are counted from then on (as the write
+// suite's warm-up): the first seconds of a new rate are not the steady state.
+const schedWarmup = 2 * time.Second
 
 func schedLatency(env *Env, cl *client.Client, rate float64, pods int) SchedLatencyResult {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -450,15 +476,21 @@ func schedLatency(env *Env, cl *client.Client, rate float64, pods int) SchedLate
 	var wg sync.WaitGroup
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	defer tick.Stop()
-	errs := make(chan error, pods)
-	for i := range pods {
+	warm := int(rate * schedWarmup.Seconds())
+	errs := make(chan error, pods+warm)
+	for i := range pods + warm {
 		<-tick.C
-		name := fmt.Sprintf("lat-%06d", i)
+		name := fmt.Sprintf("lat-%06d", i-warm)
+		if i < warm {
+			name = fmt.Sprintf("warm-%06d", i)
+		}
 		pod := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 			ObjectMeta: metav1.ObjectMeta{Namespace: SchedNamespace, Name: name}, Spec: benchPodSpec()}
-		mu.Lock()
-		started[name] = time.Now()
-		mu.Unlock()
+		if i >= warm {
+			mu.Lock()
+			started[name] = time.Now()
+			mu.Unlock()
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -475,7 +507,7 @@ func schedLatency(env *Env, cl *client.Client, rate float64, pods int) SchedLate
 	if err := <-errs; err != nil {
 		env.Fatal(err)
 	}
-	bw.waitBound(env, base+pods, time.Minute)
+	bw.waitBound(env, base+pods+warm, time.Minute)
 	var lat, ack, seen Latencies
 	var samples []SchedLatencySample
 	first := started[fmt.Sprintf("lat-%06d", 0)]

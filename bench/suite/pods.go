@@ -3,6 +3,7 @@ package suite
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,7 +62,8 @@ type PodsResult struct {
 	// pod Ready.
 	CPUMsPerPod map[string]float64 `json:"cpu_ms_per_pod,omitempty"`
 	// Seconds is the time from the first create to the last pod Ready.
-	Seconds float64 `json:"seconds"`
+	Seconds float64  `json:"seconds"`
+	names   []string // the pods created (left running after a burst)
 }
 
 // Pods runs the pod-start suite: per run a fresh 3-server cluster, a
@@ -78,6 +80,7 @@ func Pods(env *Env, cfg PodsConfig, progress func(string)) []PodsResult {
 		burst := podStarts(env, pc, fmt.Sprintf("burst-%d", run), cfg.Burst, true)
 		burst.Run, burst.Mode = run, fmt.Sprintf("%d at once", cfg.Burst)
 		burst.WorkerRSSMB, burst.WorkerAnonMB, burst.WorkerFileMB = workerRSS(env, pc.worker.PID(), cfg.ProfileDir, run)
+		deletePods(env, pc, burst.names)
 		out = append(out, burst)
 		progress(fmt.Sprintf("pods run %d: %d at once: p50 %.0f ms p99 %.0f ms in %.1f s, worker RSS %.1f MiB (anonymous %.1f, file %.1f); CPU ms per pod: %s",
 			run, cfg.Burst, burst.P50Ms, burst.P99Ms, burst.Seconds, burst.WorkerRSSMB, burst.WorkerAnonMB, burst.WorkerFileMB, formatPodCPU(burst.CPUMsPerPod)))
@@ -318,16 +321,24 @@ func podStarts(env *Env, pc *podsCluster, prefix string, n int, burst bool) Pods
 	}
 	mu.Unlock()
 	if !burst {
-		zero := int64(0)
-		for name := range started {
-			if err := cl.Delete(ctx, api.Pod, PodsNamespace, name, client.DeleteOptions{Grace: &zero}); err != nil {
-				env.Fatal(err)
-			}
-		}
-		waitPodsGone(env, pc)
+		deletePods(env, pc, slices.Collect(maps.Keys(started)))
 	}
 	return PodsResult{Pods: n, P50Ms: Ms(lat.Percentile(50)), P99Ms: Ms(lat.Percentile(99)), MaxMs: Ms(lat.Percentile(100)),
-		LoadAvg: LoadAvg(), CPUMsPerPod: perPod, Seconds: elapsed.Seconds()}
+		LoadAvg: LoadAvg(), CPUMsPerPod: perPod, Seconds: elapsed.Seconds(), names: slices.Collect(maps.Keys(started))}
+}
+
+// deletePods deletes the named pods of the suite and waits until they are
+// gone: the worker has stopped them and released their network (CNI DEL),
+// so nothing of them (iptables masquerade chains, IPAM addresses) outlives
+// the run on this machine.
+func deletePods(env *Env, pc *podsCluster, names []string) {
+	zero := int64(0)
+	for _, name := range names {
+		if err := pc.cl.Delete(context.Background(), api.Pod, PodsNamespace, name, client.DeleteOptions{Grace: &zero}); err != nil {
+			env.Fatal(err)
+		}
+	}
+	waitPodsGone(env, pc)
 }
 
 // waitPodsGone waits until the API holds no pod of the suite and

@@ -328,13 +328,18 @@ func podStarts(env *Env, pc *podsCluster, prefix string, n int, burst bool) Pods
 }
 
 // deletePods deletes the named pods of the suite and waits until they are
-// gone: the worker has stopped them and released their network (CNI DEL),
-// so nothing of them (iptables masquerade chains, IPAM addresses) outlives
-// the run on this machine.
+// gone. The deletion is graceful (the pod's own period, 30 s), so a pod
+// leaves the API only when
+// the worker confirms it, after it has removed the pod's containers and
+// released its network (CNI DEL): nothing of it (iptables masquerade
+// chains, IPAM addresses) outlives the run on this machine. (With grace 0
+// the object goes at once, and the worker, stopped by the next cleanup,
+// may not have released the network yet; and a grace period shorter than
+// the worker takes to stop a burst lets the servers delete the object
+// without it.)
 func deletePods(env *Env, pc *podsCluster, names []string) {
-	zero := int64(0)
 	for _, name := range names {
-		if err := pc.cl.Delete(context.Background(), api.Pod, PodsNamespace, name, client.DeleteOptions{Grace: &zero}); err != nil {
+		if err := pc.cl.Delete(context.Background(), api.Pod, PodsNamespace, name, client.DeleteOptions{}); err != nil {
 			env.Fatal(err)
 		}
 	}

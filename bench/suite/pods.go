@@ -121,6 +121,7 @@ type podsCluster struct {
 	worker     *testcluster.Server
 	containerd int    // its PID
 	sock       string // its socket
+	ipam       string // the worker's host-local IPAM directory: one file per address in use
 }
 
 // cpu reads the CPU time of every process a pod start involves.
@@ -183,7 +184,7 @@ func startPodsCluster(env *Env, archive string) *podsCluster {
 	if err := CreateNamespace(ctx, cl, PodsNamespace); err != nil {
 		env.Fatal(err)
 	}
-	return &podsCluster{c: c, cl: cl, worker: w, containerd: ctrdPID, sock: sock}
+	return &podsCluster{c: c, cl: cl, worker: w, containerd: ctrdPID, sock: sock, ipam: filepath.Join(state, "cni", "ipam", "orch")}
 }
 
 func moduleRootDir() (string, error) {
@@ -358,14 +359,28 @@ func waitPodsGone(env *Env, pc *podsCluster) {
 				shims++
 			}
 		}
-		if err == nil && len(list.Items) == 0 && shims == 0 {
+		addrs := pc.addressesInUse()
+		if err == nil && len(list.Items) == 0 && shims == 0 && len(addrs) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			env.Fatalf("pods of the suite still there after a minute (err %v, %d shims)", err, shims)
+			env.Fatalf("pods of the suite still there after a minute (err %v, %d pods, %d shims, pod addresses still allocated: %v)", err, len(list.Items), shims, addrs)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// addressesInUse lists the pod addresses the worker's IPAM still holds:
+// one goes only when the worker has released the pod's network (CNI DEL).
+func (pc *podsCluster) addressesInUse() []string {
+	ents, _ := os.ReadDir(pc.ipam)
+	var out []string
+	for _, e := range ents {
+		if strings.Count(e.Name(), ".") == 3 { // an address; not the lock or last_reserved_ip files
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // podsTable reports the pod-start suite.

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"orch.dev/orch/internal/atomicfile"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,31 +63,8 @@ func (a *Agent) recordIdentity() error {
 	return writeFileAtomic(filepath.Join(cfg.DataDir, identityFile), append(b, '\n'))
 }
 
-// writeFileAtomic replaces path with data: written to a temporary file,
-// synced, renamed over path, and the directory synced, so a crash leaves
-// either the old or the new content.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
+// writeFileAtomic replaces path with data (atomicfile.Write).
+func writeFileAtomic(path string, data []byte) error { return atomicfile.Write(path, data) }
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

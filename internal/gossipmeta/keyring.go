@@ -1,6 +1,8 @@
 package gossipmeta
 
 import (
+	"orch.dev/orch/internal/atomicfile"
+
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
@@ -184,23 +186,5 @@ func SaveKeyring(path string, k Keyring) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return atomicfile.Write(path, b)
 }

@@ -19,6 +19,7 @@ import (
 	"orch.dev/orch/api"
 	"orch.dev/orch/api/client"
 	"orch.dev/orch/internal/testcluster"
+	"orch.dev/orch/node/runtime"
 )
 
 // PodsNamespace holds the pod-start benchmark's pods.
@@ -67,7 +68,9 @@ type PodsResult struct {
 }
 
 // Pods runs the pod-start suite: per run a fresh 3-server cluster, a
-// private containerd and one worker process (no proxy, DNS or routes).
+// private containerd and one worker process (no proxy, DNS or routes);
+// after orch's burst, the same burst straight through containerd
+// (rawBurst), the floor any orchestrator on this machine starts from.
 func Pods(env *Env, cfg PodsConfig, progress func(string)) []PodsResult {
 	var out []PodsResult
 	for run := 1; run <= cfg.Runs; run++ {
@@ -84,6 +87,10 @@ func Pods(env *Env, cfg PodsConfig, progress func(string)) []PodsResult {
 		out = append(out, burst)
 		progress(fmt.Sprintf("pods run %d: %d at once: p50 %.0f ms p99 %.0f ms in %.1f s, worker RSS %.1f MiB (anonymous %.1f, file %.1f); CPU ms per pod: %s",
 			run, cfg.Burst, burst.P50Ms, burst.P99Ms, burst.Seconds, burst.WorkerRSSMB, burst.WorkerAnonMB, burst.WorkerFileMB, formatPodCPU(burst.CPUMsPerPod)))
+		raw := rawBurst(env, pc, run, cfg.Burst)
+		out = append(out, raw)
+		progress(fmt.Sprintf("pods run %d: %s: p50 %.0f ms p99 %.0f ms in %.1f s; CPU ms per pod: %s",
+			run, raw.Mode, raw.P50Ms, raw.P99Ms, raw.Seconds, formatPodCPU(raw.CPUMsPerPod)))
 		env.PopCleanups(mark)
 	}
 	return out
@@ -151,6 +158,7 @@ func startPodsCluster(env *Env, archive string) *podsCluster {
 		exec.Command(script, "stop", dir).Run()
 		unmountUnder(state)
 		exec.Command("ip", "link", "del", podBridge).Run()
+		runtime.RemoveMasquerade(podBridge)
 		os.RemoveAll(dir)
 	})
 	sock := filepath.Join(dir, "containerd.sock")

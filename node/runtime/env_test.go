@@ -30,6 +30,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
+	"orch.dev/orch/internal/testnet"
 	"orch.dev/orch/node/runtime"
 	"orch.dev/orch/node/runtime/imagebuild"
 )
@@ -48,6 +49,7 @@ var env struct {
 }
 
 func TestMain(m *testing.M) {
+	testnet.RunHelperIfChild() // masquerade_test's namespaces
 	flag.Parse()
 	code := func() int {
 		if testing.Short() {

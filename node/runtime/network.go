@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -27,7 +27,7 @@ type NetworkConfig struct {
 	PodCIDR    string   // e.g. 10.244.1.0/24; empty: CreateSandbox fails with ErrNoPodNetwork
 	PluginDirs []string // CNI plugin binaries: /usr/lib/cni, /opt/cni/bin
 	MTU        int      // 0: the plugin's default
-	IPMasq     bool     // masquerade pod traffic leaving PodCIDR
+	IPMasq     bool     // masquerade pod traffic leaving PodCIDR (one nftables rule, masquerade.go)
 }
 
 func (n *NetworkConfig) defaults() {
@@ -51,14 +51,20 @@ type podNetwork struct {
 }
 
 func newPodNetwork(cfg NetworkConfig, dir string) (*podNetwork, error) {
-	if _, _, err := net.ParseCIDR(cfg.PodCIDR); err != nil {
+	cidr, err := netip.ParsePrefix(cfg.PodCIDR)
+	if err != nil {
 		return nil, fmt.Errorf("pod CIDR: %w", err)
 	}
 	if len(cfg.Bridge) > 15 {
 		return nil, fmt.Errorf("bridge name %q is longer than 15 characters", cfg.Bridge)
 	}
+	if cfg.IPMasq {
+		if err := ensureMasquerade(cfg.Bridge, cidr.Masked()); err != nil {
+			return nil, err
+		}
+	}
 	bridge := map[string]any{
-		"type": "bridge", "bridge": cfg.Bridge, "isGateway": true, "ipMasq": cfg.IPMasq, "hairpinMode": true,
+		"type": "bridge", "bridge": cfg.Bridge, "isGateway": true, "hairpinMode": true,
 		"ipam": map[string]any{
 			"type":   "host-local",
 			"ranges": [][]map[string]string{{{"subnet": cfg.PodCIDR}}},

@@ -9,9 +9,9 @@ import (
 	mipvs "github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 
+	"orch.dev/orch/internal/nftx"
+	"orch.dev/orch/internal/testnet"
 	"orch.dev/orch/proxy"
-	"orch.dev/orch/proxy/internal/nftx"
-	"orch.dev/orch/proxy/internal/testnet"
 	"orch.dev/orch/proxy/ipvs"
 	"orch.dev/orch/proxy/nft"
 )

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"orch.dev/orch/internal/testnet"
 	"orch.dev/orch/proxy"
-	"orch.dev/orch/proxy/internal/testnet"
 	"orch.dev/orch/proxy/ipvs"
 	"orch.dev/orch/proxy/nft"
 )

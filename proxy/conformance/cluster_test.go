@@ -11,8 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"orch.dev/orch/internal/testnet"
 	"orch.dev/orch/proxy"
-	"orch.dev/orch/proxy/internal/testnet"
 )
 
 // The test network. Everything is inside namespaces the test creates:

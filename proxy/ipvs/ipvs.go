@@ -28,9 +28,9 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	pnetns "orch.dev/orch/internal/netns"
+	"orch.dev/orch/internal/nftx"
 	"orch.dev/orch/proxy"
-	pnetns "orch.dev/orch/proxy/internal/netns"
-	"orch.dev/orch/proxy/internal/nftx"
 )
 
 // Defaults.

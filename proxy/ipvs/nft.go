@@ -11,8 +11,8 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"orch.dev/orch/internal/nftx"
 	"orch.dev/orch/proxy"
-	"orch.dev/orch/proxy/internal/nftx"
 )
 
 // The masquerading table. IPVS does the load balancing; this marks service

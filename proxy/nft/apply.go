@@ -9,8 +9,8 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"orch.dev/orch/internal/nftx"
 	"orch.dev/orch/proxy"
-	"orch.dev/orch/proxy/internal/nftx"
 )
 
 // batch collects the kernel messages of one transaction.

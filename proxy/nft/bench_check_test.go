@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/nftables"
 
-	"orch.dev/orch/proxy/internal/testnet"
+	"orch.dev/orch/internal/testnet"
 )
 
 // BenchmarkCheck10k: the periodic drift check with 10,000 services x 3

@@ -7,8 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"orch.dev/orch/internal/testnet"
 	"orch.dev/orch/proxy"
-	"orch.dev/orch/proxy/internal/testnet"
 )
 
 func newProxier(b testing.TB, ns *testnet.NS, svcs []*corev1.Service, eps []*corev1.Endpoints) (*proxy.Proxier, *Backend) {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/google/nftables"
 
+	"orch.dev/orch/internal/nftx"
 	"orch.dev/orch/proxy"
-	"orch.dev/orch/proxy/internal/nftx"
 )
 
 // tracked is what the table holds as far as the backend knows: the virtual

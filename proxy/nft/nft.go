@@ -24,8 +24,8 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"orch.dev/orch/internal/nftx"
 	"orch.dev/orch/proxy"
-	"orch.dev/orch/proxy/internal/nftx"
 )
 
 // Names of the fixed objects in the table.

@@ -8,8 +8,8 @@ import (
 
 	"github.com/google/nftables"
 
+	"orch.dev/orch/internal/testnet"
 	"orch.dev/orch/proxy"
-	"orch.dev/orch/proxy/internal/testnet"
 )
 
 func TestMain(m *testing.M) { testnet.Main(m) }

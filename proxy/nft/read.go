@@ -7,8 +7,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 
+	"orch.dev/orch/internal/nftx"
 	"orch.dev/orch/proxy"
-	"orch.dev/orch/proxy/internal/nftx"
 )
 
 // found is what the table holds for one virtual server.

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,7 +58,19 @@ func main() {
 	profile := flag.String("profile", "", "save profiles of orch servers (first run: leader CPU at the most write clients and during a snapshot save; heap at the largest state; the pods suite's worker smaps) into this directory")
 	verbose := flag.Bool("v", false, "print the cluster harness's messages")
 	small := flag.Bool("small", false, "check the suite itself: 1,000 and 5,000 objects instead of 10,000 and 100,000, and 3 kills, 3 transfers, 1 worker death, 1 recovery of 1,000 objects (figures are not comparable)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of orch-bench itself (the load generator and its client libraries) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "orch-bench: -cpuprofile: %v\n", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	selected := map[string]bool{}
 	for _, s := range strings.Split(*suites, ",") {

@@ -1,4 +1,5 @@
-// Package testnet builds throwaway networks for the proxy's tests: each
+// Package testnet builds throwaway networks for tests (the proxy's, the
+// worker's pod masquerade): each
 // namespace ("node", "pod", "client") is held by a child process of the test
 // binary created with CLONE_NEWNET, so the namespace, every interface in it
 // and every nft table or IPVS service in it vanish when the child dies. The
@@ -21,7 +22,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	pnetns "orch.dev/orch/proxy/internal/netns"
+	pnetns "orch.dev/orch/internal/netns"
 )
 
 const helperEnv = "ORCH_TESTNET_HELPER"
@@ -29,11 +30,18 @@ const helperEnv = "ORCH_TESTNET_HELPER"
 // Main runs the tests, or the helper when the binary was started as one.
 // Call it from TestMain.
 func Main(m *testing.M) {
+	RunHelperIfChild()
+	os.Exit(m.Run())
+}
+
+// RunHelperIfChild runs the namespace holder and never returns when the
+// test binary was started as one; otherwise it returns at once. A TestMain
+// that does more than Main calls it first.
+func RunHelperIfChild() {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		runHelper(mode, os.Args[len(os.Args)-1])
-		return
+		os.Exit(0)
 	}
-	os.Exit(m.Run())
 }
 
 // Available reports why real-network tests cannot run here ("" if they can).

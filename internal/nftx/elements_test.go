@@ -7,8 +7,8 @@ import (
 
 	"github.com/google/nftables"
 
-	"orch.dev/orch/proxy/internal/nftx"
-	"orch.dev/orch/proxy/internal/testnet"
+	"orch.dev/orch/internal/nftx"
+	"orch.dev/orch/internal/testnet"
 )
 
 func TestMain(m *testing.M) { testnet.Main(m) }

@@ -1,7 +1,7 @@
-// Package nftx builds the nftables expressions the proxy backends share
-// (address/port/protocol matches, marks, fib checks, concatenated set keys)
-// and opens netlink connections sized for large batches. It owns no kernel
-// objects itself.
+// Package nftx builds the nftables expressions that the proxy backends and
+// the worker's pod masquerade share (address/port/protocol matches, marks,
+// fib checks, concatenated set keys) and opens netlink connections sized for
+// large batches. It owns no kernel objects itself.
 package nftx
 
 import (

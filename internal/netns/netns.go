@@ -1,6 +1,6 @@
 // Package netns runs code in another network namespace, for the proxy
 // backends (which may program a namespace other than their own, as the
-// conformance tests do) and for writing per-namespace sysctls. It never
+// conformance tests do), for tests, and for writing per-namespace sysctls. It never
 // changes the namespace of any thread it does not lock for the purpose.
 package netns
 

@@ -23,10 +23,13 @@ const (
 	RoleServer = gossipmeta.RoleServer
 	RoleWorker = gossipmeta.RoleWorker
 
-	StatusAlive   = "alive"
-	StatusSuspect = "suspect"
-	StatusDead    = "dead"
-	StatusLeft    = "left"
+	// No "suspect": memberlist (v0.5) keeps a member's suspicion to
+	// itself (its Members() reports the embedded Node.State, which it
+	// never updates), so a suspected member shows as alive until it is
+	// declared dead, as in Consul's and Serf's member lists.
+	StatusAlive = "alive"
+	StatusDead  = "dead"
+	StatusLeft  = "left"
 )
 
 type memberMeta = gossipmeta.Meta
@@ -163,23 +166,12 @@ func (g *gossip) record(n *memberlist.Node, status string) {
 	}
 }
 
-// Members returns every known member, sorted by name; suspicion comes from
-// memberlist's current view.
+// Members returns every known member, sorted by name.
 func (g *gossip) Members() []Member {
-	suspect := map[string]bool{}
-	for _, n := range g.ml.Members() {
-		if n.State == memberlist.StateSuspect {
-			suspect[n.Name] = true
-		}
-	}
 	g.mu.Lock()
 	out := make([]Member, 0, len(g.members))
 	for _, m := range g.members {
-		c := *m
-		if c.Status == StatusAlive && suspect[c.Name] {
-			c.Status = StatusSuspect
-		}
-		out = append(out, c)
+		out = append(out, *m)
 	}
 	g.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -252,7 +244,7 @@ func withPort(addrs []string, port int) []string {
 func (g *gossip) rememberPeers() {
 	var addrs []string
 	for _, m := range g.Members() {
-		if m.Name != g.ml.LocalNode().Name && (m.Status == StatusAlive || m.Status == StatusSuspect) {
+		if m.Name != g.ml.LocalNode().Name && m.Status == StatusAlive {
 			addrs = append(addrs, m.Address)
 		}
 	}

@@ -172,13 +172,13 @@ func (g *gossip) selfKeys() []string {
 	return slices.Clone(g.self.Keys)
 }
 
-// memberKeys are the live members (alive or suspect) with the key ids each
+// memberKeys are the live members with the key ids each
 // announces (none for a member of a version that does not announce them).
 func (a *Agent) memberKeys() []GossipMemberKeys {
 	self := a.gossip.ml.LocalNode().Name
 	var out []GossipMemberKeys
 	for _, m := range a.gossip.Members() {
-		if m.Status != StatusAlive && m.Status != StatusSuspect {
+		if m.Status != StatusAlive {
 			continue
 		}
 		keys := m.meta.Keys

@@ -11,7 +11,7 @@ import (
 
 // PeerHealth is how a Raft server is doing, as the leader sees it.
 type PeerHealth struct {
-	// Status is the server's gossip status (alive, suspect, dead, left),
+	// Status is the server's gossip status (alive, dead, left),
 	// or unknown when gossip has not seen it.
 	Status string `json:"status,omitempty"`
 	// Healthy uses autopilot's criteria: alive, answering, in contact with

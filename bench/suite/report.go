@@ -3,6 +3,7 @@ package suite
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -176,7 +177,7 @@ func (r *Results) writeTable(p func(string, ...any)) {
 			spreadBy(r.Idle, isSys(SysOrch), cores).Format(3), spreadBy(r.Idle, isSys(SysOrchInsecure), cores).Format(3), spreadBy(r.Idle, isSys(SysEtcd), cores).Format(3))
 	}
 	top := slices.Max(clients)
-	var tput, p99 []float64
+	tput, p99 := map[int]float64{}, map[int]float64{}
 	for run := 1; run <= r.Runs; run++ {
 		var o, e *WriteResult
 		for i := range r.Write {
@@ -191,25 +192,55 @@ func (r *Results) writeTable(p func(string, ...any)) {
 			}
 		}
 		if o != nil && e != nil && e.PerSec > 0 && e.P99Ms > 0 {
-			tput = append(tput, o.PerSec/e.PerSec)
-			p99 = append(p99, o.P99Ms/e.P99Ms)
+			tput[run], p99[run] = o.PerSec/e.PerSec, o.P99Ms/e.P99Ms
 		}
 	}
 	if len(tput) > 0 {
-		t, l := SpreadOf(tput), SpreadOf(p99)
+		t, l := orderBalanced(tput), orderBalanced(p99)
 		p("")
 		p("Goal at %d clients: orch throughput ≥ etcd's and orch p99 ≤ etcd's. Per-run ratios orch/etcd: throughput %s, p99 %s.",
-			top, t.Format(2), l.Format(2))
-		tv, lv := "**met**", "**met**"
-		if t.Median < 1 {
-			tv = fmt.Sprintf("**missed**: orch reaches %.0f%% of etcd's throughput", t.Median*100)
+			top, t.All.Format(2), l.All.Format(2))
+		if t.OrchFirst.N > 0 && t.EtcdFirst.N > 0 {
+			p("The system measured first in a run does better (the one after orch-insecure runs beside the Raft snapshots its writes triggered), so the goal is judged on the geometric mean of the medians of runs where orch went first and runs where etcd went first: throughput %s and %s: %.2f; p99 %s and %s: %.2f.",
+				t.OrchFirst.Format(2), t.EtcdFirst.Format(2), t.Balanced, l.OrchFirst.Format(2), l.EtcdFirst.Format(2), l.Balanced)
 		}
-		if l.Median > 1 {
-			lv = fmt.Sprintf("**missed**: orch's p99 is %.0f%% above etcd's", (l.Median-1)*100)
+		tv, lv := "**met**", "**met**"
+		if t.Balanced < 1 {
+			tv = fmt.Sprintf("**missed**: orch reaches %.0f%% of etcd's throughput", t.Balanced*100)
+		}
+		if l.Balanced > 1 {
+			lv = fmt.Sprintf("**missed**: orch's p99 is %.0f%% above etcd's", (l.Balanced-1)*100)
 		}
 		p("Throughput goal %s; p99 goal %s.", tv, lv)
 	}
 	r.securityTable(p)
+}
+
+// orderRatios are the per-run orch/etcd ratios of the write suite, apart by
+// which system went first: odd runs measure orch first, even runs etcd.
+type orderRatios struct {
+	All, OrchFirst, EtcdFirst Spread
+	// Balanced is the geometric mean of the two orders' medians (the
+	// median of all runs when only one order ran).
+	Balanced float64
+}
+
+func orderBalanced(byRun map[int]float64) orderRatios {
+	var all, odd, even []float64
+	for run, v := range byRun {
+		all = append(all, v)
+		if run%2 == 1 {
+			odd = append(odd, v)
+		} else {
+			even = append(even, v)
+		}
+	}
+	o := orderRatios{All: SpreadOf(all), OrchFirst: SpreadOf(odd), EtcdFirst: SpreadOf(even)}
+	o.Balanced = o.All.Median
+	if len(odd) > 0 && len(even) > 0 {
+		o.Balanced = math.Sqrt(o.OrchFirst.Median * o.EtcdFirst.Median)
+	}
+	return o
 }
 
 func (r *Results) listTable(p func(string, ...any)) {

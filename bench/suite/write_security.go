@@ -60,25 +60,30 @@ func (r *Results) securityTable(p func(string, ...any)) {
 	p("")
 	p("| clients | secure writes/s | insecure writes/s | throughput loss %% | secure p99 ms | insecure p99 ms |")
 	p("|---:|---:|---:|---:|---:|---:|")
-	var top Spread
+	topN := slices.Max(clients)
 	for _, n := range clients {
 		keep := func(c SecurityCost) bool { return c.Clients == n }
-		loss := spreadBy(costs, keep, func(c SecurityCost) float64 { return c.ThroughputLossP })
 		p("| %d | %s | %s | %s | %s | %s |", n,
 			spreadBy(costs, keep, func(c SecurityCost) float64 { return c.SecurePerSec }).Format(0),
 			spreadBy(costs, keep, func(c SecurityCost) float64 { return c.InsecurePerSec }).Format(0),
-			loss.Format(1),
+			spreadBy(costs, keep, func(c SecurityCost) float64 { return c.ThroughputLossP }).Format(1),
 			spreadBy(costs, keep, func(c SecurityCost) float64 { return c.SecureP99Ms }).Auto(),
 			spreadBy(costs, keep, func(c SecurityCost) float64 { return c.InsecureP99Ms }).Auto())
-		if n == slices.Max(clients) {
-			top = loss
+	}
+	// Secure orch goes first in odd runs, insecure in even ones (Write):
+	// the verdict balances the two orders as the comparison with etcd does.
+	ratios := map[int]float64{}
+	for _, c := range costs {
+		if c.Clients == topN && c.InsecurePerSec > 0 {
+			ratios[c.Run] = c.SecurePerSec / c.InsecurePerSec
 		}
 	}
+	loss := (1 - orderBalanced(ratios).Balanced) * 100
 	p("")
-	verdict := fmt.Sprintf("**met** (%.1f%% < %d%%)", top.Median, goalSecurityLossPct)
-	if top.Median >= goalSecurityLossPct {
-		verdict = fmt.Sprintf("**missed** (%.1f%% ≥ %d%%)", top.Median, goalSecurityLossPct)
+	verdict := fmt.Sprintf("**met** (%.1f%% < %d%%)", loss, goalSecurityLossPct)
+	if loss >= goalSecurityLossPct {
+		verdict = fmt.Sprintf("**missed** (%.1f%% ≥ %d%%)", loss, goalSecurityLossPct)
 	}
-	p("Goal at %d clients: security costs < %d%% of write throughput (median of per-run losses): %s.",
-		slices.Max(clients), goalSecurityLossPct, verdict)
+	p("Goal at %d clients: security costs < %d%% of write throughput (from the geometric mean of the medians of secure/insecure throughput over runs where secure orch went first and runs where insecure orch did): %s.",
+		topN, goalSecurityLossPct, verdict)
 }

@@ -29,8 +29,9 @@ func TestSecurityCosts(t *testing.T) {
 	var md bytes.Buffer
 	r.Markdown(&md)
 	out := md.String()
-	// Median of the per-run losses (10 and 30) is 20: over the 15% goal.
-	for _, want := range []string{"| orch-insecure |", "Cost of security", "| 16 | 800 (700–900) | 1000 (1000–1000) | 20.0 (10.0–30.0) |", "**missed** (20.0% ≥ 15%)"} {
+	// Run 1 went secure first (ratio 0.9), run 2 insecure first (0.7):
+	// balanced, 1 - sqrt(0.9*0.7) = 20.6%: over the 15% goal.
+	for _, want := range []string{"| orch-insecure |", "Cost of security", "| 16 | 800 (700–900) | 1000 (1000–1000) | 20.0 (10.0–30.0) |", "**missed** (20.6% ≥ 15%)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, out)
 		}

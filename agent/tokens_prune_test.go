@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"orch.dev/orch/api"
 )
 
 // The leader deletes a token's record once it has been expired for longer
@@ -17,7 +19,11 @@ func TestExpiredTokenRecordsAreDeletedAfterTheGrace(t *testing.T) {
 		cfg.TokenPrune = TokenPruneConfig{Grace: grace, Interval: 50 * time.Millisecond}
 	})
 	a := c.agents[0]
-	c.waitFor("a leader", func() bool { return c.leader() != nil })
+	// A join token pins the cluster CA, which the new leader writes to
+	// the state just after it is elected.
+	c.waitFor("the cluster CA Secret", func() bool {
+		return a.fsm.View().Get(api.Secret, SystemNamespace, ClusterCASecret) != nil
+	})
 	short := createToken(t, a, TokenRequest{Role: "worker", TTL: "1s"})
 	long := createToken(t, a, TokenRequest{Role: "admin", User: "alice", TTL: "1h"})
 

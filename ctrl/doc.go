@@ -1,7 +1,7 @@
 // Package ctrl is orch's controller manager: the level-triggered reconcile
 // loops that run on the Raft leader only (ReplicaSet, Deployment, DaemonSet,
-// node lifecycle, garbage collection, Endpoints) and the Event recorder
-// they share.
+// node lifecycle, garbage collection, Endpoints), the Event recorder they
+// share, and the deletion of Events past their TTL.
 //
 // Every controller compares desired state with observed state and acts on
 // the difference. A reconcile always reads the leader's latest fsm.View,

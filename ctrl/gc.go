@@ -135,16 +135,27 @@ func (g *garbageCollector) reconcile(ctx context.Context, uid string) error {
 }
 
 // deleteAll deletes records, each conditional on its uid (a new object
-// of the same name is not garbage), in batches of one Raft entry.
+// of the same name is not garbage).
 func (g *garbageCollector) deleteAll(ctx context.Context, recs []*fsm.Record) error {
+	return deleteRecords(ctx, g.c, recs, false)
+}
+
+// deleteRecords deletes records in batches of one Raft entry, each
+// conditional on its uid and, with sameVersion, on its resourceVersion
+// too. A record that is gone or no longer matches is skipped.
+func deleteRecords(ctx context.Context, c Cluster, recs []*fsm.Record, sameVersion bool) error {
 	now := time.Now().UnixNano()
 	for start := 0; start < len(recs); start += createBatch {
 		batch := &fsm.Batch{}
 		for _, r := range recs[start:min(start+createBatch, len(recs))] {
-			batch.Commands = append(batch.Commands, &fsm.Delete{Kind: r.Kind.Kind, Namespace: r.Obj.GetNamespace(),
-				Name: r.Obj.GetName(), UID: string(r.Obj.GetUID()), DeletionTime: now})
+			d := &fsm.Delete{Kind: r.Kind.Kind, Namespace: r.Obj.GetNamespace(),
+				Name: r.Obj.GetName(), UID: string(r.Obj.GetUID()), DeletionTime: now}
+			if sameVersion {
+				d.ResourceVersion = r.Version
+			}
+			batch.Commands = append(batch.Commands, d)
 		}
-		res, err := g.c.Propose(ctx, batch)
+		res, err := c.Propose(ctx, batch)
 		if err != nil {
 			return err
 		}

@@ -52,6 +52,9 @@ type Options struct {
 	// Workers is the number of concurrent reconciles per controller
 	// (default 4). A key is never reconciled by two workers at once.
 	Workers int
+	// EventTTL is how long an Event stays after it last happened
+	// (default DefaultEventTTL; eventttl.go).
+	EventTTL time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -63,6 +66,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Workers <= 0 {
 		o.Workers = 4
+	}
+	if o.EventTTL <= 0 {
+		o.EventTTL = DefaultEventTTL
 	}
 	return o
 }
@@ -86,6 +92,11 @@ func Run(ctx context.Context, c Cluster, opts Options) {
 	go func() {
 		defer wg.Done()
 		rec.run(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		pruneEvents(ctx, c, opts.EventTTL)
 	}()
 	for _, ct := range ctrls {
 		ct.log = log.With("controller", ct.name)

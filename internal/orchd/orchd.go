@@ -67,6 +67,7 @@ func agentCommand(stderr io.Writer) *cli.Command {
 			&cli.Uint64Flag{Name: "snapshot-threshold", Value: 8192, Usage: "log entries between Raft snapshots"},
 			&cli.IntFlag{Name: "watch-history", Value: 32768, Usage: "changes kept for resuming watches"},
 			&cli.DurationFlag{Name: "node-monitor-grace-period", Value: ctrl.DefaultNodeMonitorGracePeriod, Usage: "how long a node may miss heartbeats before it is marked unreachable"},
+			&cli.DurationFlag{Name: "event-ttl", Value: ctrl.DefaultEventTTL, Usage: "how long an Event is kept after it last happened (at least 1s)"},
 			&cli.Int64Flag{Name: "default-toleration-seconds", Value: agent.DefaultTolerationSeconds, Usage: "how long pods stay on a not-ready or unreachable node before they are replaced, unless they say otherwise"},
 		), append(append(workercmd.Flags(), haFlags()...), gcFlags()...)...),
 		Action: func(c *cli.Context) error { return runAgent(c, stderr) },
@@ -105,6 +106,9 @@ func configFromFlags(c *cli.Context, stderr io.Writer) (agent.Config, func(), er
 	}
 	if err := applyHAFlags(c, &cfg); err != nil {
 		return cfg, cleanup, err
+	}
+	if ttl := c.Duration("event-ttl"); ttl < time.Second {
+		return cfg, cleanup, fmt.Errorf("--event-ttl %s: must be at least 1s", ttl)
 	}
 	token, err := workercmd.Token(c)
 	if err != nil {
@@ -174,7 +178,7 @@ func runAgent(c *cli.Context, stderr io.Writer) error {
 	}
 	if cfg.Server {
 		RegisterLeaderComponents(a, LeaderOptions{
-			Controllers: ctrl.Options{NodeMonitorGracePeriod: c.Duration("node-monitor-grace-period")},
+			Controllers: ctrl.Options{NodeMonitorGracePeriod: c.Duration("node-monitor-grace-period"), EventTTL: c.Duration("event-ttl")},
 		})
 	}
 	signals := make(chan os.Signal, 2)

@@ -28,6 +28,7 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "--bind", "10.1.2.3", "--token", "t", "--insecure"}, "--insecure: refused because --bind 10.1.2.3 is not a loopback address"},
 		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "--bootstrap-expect", "3"}, "--token: required for a cluster of several servers"},
 		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "--gc-percent", "-5"}, "--gc-percent -5"},
+		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "--event-ttl", "0s"}, "--event-ttl 0s: must be at least 1s"},
 		{[]string{"agent", "--server", "--name", "s1", "--data-dir", dir, "--memory-limit", "lots"}, "--memory-limit \"lots\""},
 		{[]string{"simulate", "--nodes", "3"}, "--join: required"},
 		{[]string{"simulate", "--join", "127.0.0.1", "--nodes", "0"}, "--nodes: must be at least 1"},

@@ -21,7 +21,7 @@ func TestEventTTL(t *testing.T) {
 	event := func(name string, mutate func(*corev1.Event)) {
 		ev := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
 			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: "p"},
-			Reason: "Test", Message: name, Type: corev1.EventTypeNormal}
+			Reason:         "Test", Message: name, Type: corev1.EventTypeNormal}
 		mutate(ev)
 		api.Event.SetTypeMeta(ev)
 		tc.create(ev)

@@ -23,22 +23,14 @@ const DefaultEventTTL = time.Hour
 // the Event's uid and resourceVersion: one that happened again meanwhile
 // stays.
 func pruneEvents(ctx context.Context, c Cluster, ttl time.Duration) {
-	period := min(ttl/10, time.Minute)
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, min(ttl/10, time.Minute), func() {
 		expired := expiredEvents(c.View(), time.Now().Add(-ttl))
 		if err := deleteRecords(ctx, c, expired, true); err != nil && ctx.Err() == nil {
 			c.Logger().Warn("deleting expired events", "events", len(expired), "err", err)
 		} else if len(expired) > 0 {
 			c.Logger().Debug("deleted expired events", "events", len(expired), "ttl", ttl)
 		}
-	}
+	})
 }
 
 // expiredEvents are the Events that last happened before cutoff.

@@ -222,14 +222,19 @@ func (ct *controller) work(ctx context.Context) {
 }
 
 func (ct *controller) resyncLoop(ctx context.Context, c Cluster) {
-	t := time.NewTicker(ct.resyncEvery)
+	every(ctx, ct.resyncEvery, func() { ct.resync(c.View(), ct.queue.Add) })
+}
+
+// every calls fn every period until ctx ends.
+func every(ctx context.Context, period time.Duration, fn func()) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			ct.resync(c.View(), ct.queue.Add)
+			fn()
 		}
 	}
 }

@@ -2,6 +2,8 @@ package suite
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"os"
@@ -19,15 +21,10 @@ import (
 	"orch.dev/orch/api"
 	"orch.dev/orch/api/client"
 	"orch.dev/orch/internal/testcluster"
-	"orch.dev/orch/node/runtime"
 )
 
 // PodsNamespace holds the pod-start benchmark's pods.
 const PodsNamespace = "bench-pods"
-
-// podBridge is the worker's pod bridge in the root network namespace
-// during the pods suite (removed afterwards).
-const podBridge = "orchbench0"
 
 // PodsConfig tunes the pod-start suite.
 type PodsConfig struct {
@@ -68,7 +65,8 @@ type PodsResult struct {
 }
 
 // Pods runs the pod-start suite: per run a fresh 3-server cluster, a
-// private containerd and one worker process (no proxy, DNS or routes);
+// private containerd and one worker process, in a network namespace of
+// its own with its proxy, cluster DNS and pod routes, as on a site;
 // after orch's burst, the same burst straight through containerd
 // (rawBurst), the floor any orchestrator on this machine starts from.
 func Pods(env *Env, cfg PodsConfig, progress func(string)) []PodsResult {
@@ -153,12 +151,8 @@ func startPodsCluster(env *Env, archive string) *podsCluster {
 	if out, err := exec.Command(script, "start", dir).CombinedOutput(); err != nil {
 		env.Fatalf("starting containerd: %v\n%s", err, out)
 	}
-	state := filepath.Join(dir, "worker-state")
 	env.Cleanup(func() {
 		exec.Command(script, "stop", dir).Run()
-		unmountUnder(state)
-		exec.Command("ip", "link", "del", podBridge).Run()
-		runtime.RemoveMasquerade(podBridge)
 		os.RemoveAll(dir)
 	})
 	sock := filepath.Join(dir, "containerd.sock")
@@ -173,10 +167,19 @@ func startPodsCluster(env *Env, archive string) *podsCluster {
 	if out, err := exec.Command("ctr", "--address", sock, "-n", "bench", "images", "import", archive).CombinedOutput(); err != nil {
 		env.Fatalf("importing %s: %v\n%s", archive, err, out)
 	}
-	c := StartOrch(env)
+	// The worker runs as on a site: a host of its own (network namespace)
+	// with its pod bridge, masquerade rule, service proxy (nftables
+	// here), cluster DNS and pod routes; its namespace and everything in
+	// it go with the run (testcluster.Net).
+	net := testcluster.NewNet(env, "10.203.")
+	net.AddAddrs(env, 11, 12, 13)
+	tok := make([]byte, 16)
+	rand.Read(tok)
+	c := started(testcluster.Start(env, testcluster.Options{Servers: 3, Prefix: net.Prefix, Token: hex.EncodeToString(tok), LogLevel: "info"}))
 	cl := OrchClient(env, c)
-	w := c.Worker("wb", "--containerd-socket", sock, "--containerd-namespace", "bench", "--pod-bridge", podBridge,
-		"--runtime-state-dir", state, "--proxy-mode", "off", "--cluster-dns=false", "--pod-routes=false")
+	state := filepath.Join(net.Dir, "wb")
+	w := c.WorkerIn(net.AddHost(env, "wb", 21), "wb", "--containerd-socket", sock, "--containerd-namespace", "bench",
+		"--runtime-state-dir", state)
 	ctx := context.Background()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -209,22 +212,6 @@ func moduleRootDir() (string, error) {
 			return "", fmt.Errorf("run from inside the orch repository")
 		}
 		dir = parent
-	}
-}
-
-func unmountUnder(dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var mounts []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			mounts = append(mounts, f[4])
-		}
-	}
-	for i := len(mounts) - 1; i >= 0; i-- {
-		exec.Command("umount", "-l", mounts[i]).Run()
 	}
 }
 

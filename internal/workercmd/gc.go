@@ -5,11 +5,13 @@ import "runtime/debug"
 // A worker's live heap is small (a few MB with 50 pods: their objects, its
 // watches, the runtime client), and whatever the collector lets it grow
 // to is overhead on every machine that runs pods. Collecting when the heap
-// has grown by half of what was live, rather than Go's default of all of
-// it, kept 2.5 MiB less resident with 50 pods for no measurable CPU per pod
+// has grown by a quarter of what was live, rather than Go's default of all
+// of it, keeps about 3.5 MiB less resident with 50 pods (GOGC=50: 2.5 MiB,
+// GOGC=25: another 1.1 MiB) for no measurable CPU per pod: the worker's
+// CPU per pod start stayed 1.4 times containerd's in the same runs
 // (BENCHMARKS.md, "Pod start"). Servers do the opposite (internal/orchd,
 // gcflags.go): their heap is the cluster's state.
-const defaultGCPercent = 50
+const defaultGCPercent = 25
 
 // gcPercent is the GOGC a worker runs with, or 0 when GOGC in the
 // environment (getenv) decides.

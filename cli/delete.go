@@ -21,6 +21,9 @@ func deleteCommand(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "all", Usage: "delete every object of the type in the namespace"},
 			&cli.StringFlag{Name: "cascade", Value: "background", Usage: "what happens to dependents: background, foreground or orphan"},
 			&cli.BoolFlag{Name: "ignore-not-found", Usage: "an object that does not exist is not an error"},
+			&cli.Int64Flag{Name: "grace-period", Value: -1, Usage: "`SECONDS` a pod gets to stop (-1: its own terminationGracePeriodSeconds; 0 needs --force and is taken as 1 without it)"},
+			&cli.BoolFlag{Name: "now", Usage: "pods stop at once: --grace-period 1"},
+			&cli.BoolFlag{Name: "force", Usage: "remove pods from the API at once, without waiting for their node to confirm that they stopped (with --grace-period 0, the default with --force)"},
 		),
 		Action: e.runDelete,
 	}
@@ -39,12 +42,42 @@ func propagation(cascade string) (string, error) {
 	return "", fmt.Errorf("--cascade %q: must be background, foreground or orphan", cascade)
 }
 
+// deleteGrace maps --grace-period, --now and --force to the grace period
+// sent (nil: the pod's own), as kubectl does: 0 means "at once, without the
+// node's confirmation" only with --force, and is taken as 1 otherwise.
+func deleteGrace(c *cli.Context) (*int64, error) {
+	grace, now, force := c.Int64("grace-period"), c.Bool("now"), c.Bool("force")
+	switch {
+	case grace < -1:
+		return nil, fmt.Errorf("--grace-period %d: must be -1 (the pod's own) or at least 0", grace)
+	case now && grace != -1:
+		return nil, errors.New("--now and --grace-period cannot both be given")
+	case now:
+		grace = 1
+	case force && grace == -1:
+		grace = 0
+	case grace == 0 && !force:
+		grace = 1
+	}
+	if grace < 0 {
+		return nil, nil
+	}
+	if force && grace == 0 {
+		fmt.Fprintln(c.App.ErrWriter, "Warning: immediate deletion does not wait for confirmation that the pod's containers have stopped; they may keep running on their node until it reconciles.")
+	}
+	return &grace, nil
+}
+
 func (e *env) runDelete(c *cli.Context) error {
 	policy, err := propagation(c.String("cascade"))
 	if err != nil {
 		return err
 	}
-	del := client.DeleteOptions{Propagation: policy}
+	grace, err := deleteGrace(c)
+	if err != nil {
+		return err
+	}
+	del := client.DeleteOptions{Propagation: policy, Grace: grace}
 	ns := namespaceFlag(c)
 	ignore := c.Bool("ignore-not-found")
 	type item struct {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"orch.dev/orch/agent"
@@ -305,6 +306,28 @@ func TestIntegration(t *testing.T) {
 			t.Errorf("delete -f: %q", got)
 		}
 		mustFail(t, srv, "", `--cascade "sideways"`, "delete", "cm", "x", "--cascade", "sideways")
+
+		// A running pod is only marked for deletion: its node confirms
+		// (none runs here). --force removes it at once, with a warning.
+		readyNode(t, cl, "grace-node")
+		mustRunningPod(t, cl, "default", "graceful-1", "grace-node", nil)
+		mustRun(t, srv, "delete", "pod", "graceful-1", "--grace-period", "30")
+		obj, err := cl.Get(context.Background(), api.Pod, "default", "graceful-1", false)
+		if err != nil {
+			t.Fatalf("the pod went without its node's confirmation: %v", err)
+		}
+		if p := obj.(*corev1.Pod); p.DeletionTimestamp == nil || p.DeletionGracePeriodSeconds == nil || *p.DeletionGracePeriodSeconds != 30 {
+			t.Errorf("delete --grace-period 30: deletionTimestamp %v, grace %v; want set, 30", p.DeletionTimestamp, p.DeletionGracePeriodSeconds)
+		}
+		r := runCLI(t, srv, "", "delete", "pod", "graceful-1", "--force")
+		if r.code != 0 || r.stdout != "pod \"graceful-1\" deleted\n" || !strings.Contains(r.stderr, "Warning: immediate deletion") {
+			t.Errorf("delete --force: %+v", r)
+		}
+		if _, err := cl.Get(context.Background(), api.Pod, "default", "graceful-1", false); !apierrors.IsNotFound(err) {
+			t.Errorf("after delete --force: %v, want NotFound", err)
+		}
+		mustFail(t, srv, "", "--grace-period -2: must be -1", "delete", "pod", "x", "--grace-period", "-2")
+		mustFail(t, srv, "", "--now and --grace-period cannot both be given", "delete", "pod", "x", "--now", "--grace-period", "5")
 	})
 
 	t.Run("members and peers", func(t *testing.T) {

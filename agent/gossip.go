@@ -252,6 +252,9 @@ func (g *gossip) rememberPeers() {
 		return
 	}
 	b, _ := json.Marshal(addrs)
+	// Not atomicfile.Write: this runs at every membership change (thousands
+	// while simulated nodes join) and the file is only a hint (--join
+	// works without it), so it is renamed into place but not fsynced.
 	tmp := filepath.Join(g.dataDir, peersFile+".tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err == nil {
 		os.Rename(tmp, filepath.Join(g.dataDir, peersFile))

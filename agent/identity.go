@@ -60,11 +60,8 @@ func (a *Agent) recordIdentity() error {
 		return nil
 	}
 	b, _ := json.MarshalIndent(id, "", "  ")
-	return writeFileAtomic(filepath.Join(cfg.DataDir, identityFile), append(b, '\n'))
+	return atomicfile.Write(filepath.Join(cfg.DataDir, identityFile), append(b, '\n'), 0o600)
 }
-
-// writeFileAtomic replaces path with data (atomicfile.Write).
-func writeFileAtomic(path string, data []byte) error { return atomicfile.Write(path, data) }
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

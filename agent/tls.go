@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"orch.dev/orch/internal/atomicfile"
 	"orch.dev/orch/internal/pki"
 )
 
@@ -178,10 +179,10 @@ func (t *clusterTLS) install(ca *pki.CA, sealed []byte, now time.Time) error {
 	if err := os.MkdirAll(t.dir, 0o700); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(t.dir, sealedCAFile), sealed); err != nil {
+	if err := atomicfile.Write(filepath.Join(t.dir, sealedCAFile), sealed, 0o600); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(t.dir, caCertFile), pki.CertPEM(ca.Cert)); err != nil {
+	if err := atomicfile.Write(filepath.Join(t.dir, caCertFile), pki.CertPEM(ca.Cert), 0o600); err != nil {
 		return err
 	}
 	cert, err := t.issue(ca, now)

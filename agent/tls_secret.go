@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"orch.dev/orch/internal/atomicfile"
 )
 
 // clusterSecretFile holds the cluster secret a single loopback server
@@ -46,7 +48,7 @@ func (a *Agent) clusterSecret() (string, error) {
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	secret := hex.EncodeToString(raw)
-	if err := writeFileAtomic(path, []byte(secret+"\n")); err != nil {
+	if err := atomicfile.Write(path, []byte(secret+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("keeping the generated cluster secret: %w", err)
 	}
 	a.logger.Info("no --token: generated a cluster secret for this single server", "file", path)

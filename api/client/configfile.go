@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"sigs.k8s.io/yaml"
+
+	"orch.dev/orch/internal/atomicfile"
 )
 
 // FileConfig is orchctl's connection file ($ORCH_CONFIG, default
@@ -70,11 +72,7 @@ func (fc FileConfig) Save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, b, 0o600)
 }
 
 // TLS is the file's TLS settings.

@@ -7,15 +7,21 @@ import (
 	"path/filepath"
 )
 
-// Write replaces path with data (mode 0600): written to a temporary file,
-// synced, renamed over path, and the directory synced.
-func Write(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+// Write replaces path with data (mode perm): written to a temporary file of
+// its own in the same directory (so concurrent writers of one path do not
+// share it), synced, renamed over path, and the directory synced. Readers
+// and crashes see the old or the new content.
+func Write(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
 	}
+	tmp := f.Name()
 	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -29,7 +35,7 @@ func Write(path string, data []byte) error {
 		os.Remove(tmp)
 		return err
 	}
-	d, err := os.Open(filepath.Dir(path))
+	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}

@@ -232,7 +232,6 @@ func clean(cfg runtime.Config, dir string) error {
 	if out, err := exec.Command("ip", "link", "del", cfg.Network.Bridge).CombinedOutput(); err != nil && !bytes.Contains(out, []byte("Cannot find device")) {
 		errs = append(errs, fmt.Errorf("ip link del %s: %v: %s", cfg.Network.Bridge, err, out))
 	}
-	errs = append(errs, runtime.RemoveMasquerade(cfg.Network.Bridge))
 	removeCgroups(cfg.Namespace)
 	UnmountUnder(dir)
 	errs = append(errs, os.RemoveAll(dir))
@@ -278,7 +277,6 @@ func cleanDir(dir string) {
 	if b, err := os.ReadFile(filepath.Join(dir, "bridges")); err == nil {
 		for _, br := range strings.Fields(string(b)) {
 			exec.Command("ip", "link", "del", br).Run()
-			runtime.RemoveMasquerade(br)
 		}
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "namespaces")); err == nil {

@@ -186,5 +186,5 @@ func SaveKeyring(path string, k Keyring) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	return atomicfile.Write(path, b)
+	return atomicfile.Write(path, b, 0o600)
 }

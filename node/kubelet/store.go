@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"orch.dev/orch/internal/atomicfile"
 )
 
 // store keeps what the worker must remember across its own restarts
@@ -72,7 +74,7 @@ func (s *store) savePod(pod *corev1.Pod) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, "pod.json"), b, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "pod.json"), b, 0o600); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -154,7 +156,7 @@ func (s *store) saveObject(kind, ns, name string, obj any) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
 		return nil
 	}
-	return WriteFileAtomic(path, b, 0o600)
+	return atomicfile.Write(path, b, 0o600)
 }
 
 // loadObject reads a cached object; false when there is none.
@@ -172,38 +174,4 @@ func (s *store) pruneObjects(keep map[string]bool) {
 			os.Remove(filepath.Join(s.dir, "objects", e.Name()))
 		}
 	}
-}
-
-// WriteFileAtomic replaces path with data: it writes a temporary file in
-// the same directory, syncs it, renames it over path and syncs the
-// directory, so readers and crashes see the old or the new content.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

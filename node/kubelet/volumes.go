@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 
+	"orch.dev/orch/internal/atomicfile"
 	"orch.dev/orch/node/runtime"
 )
 
@@ -248,7 +249,7 @@ func writeVolumeFiles(dir string, data map[string][]byte, items []corev1.KeyToPa
 				continue
 			}
 		}
-		if err := WriteFileAtomic(path, f.data, f.mode.Perm()); err != nil {
+		if err := atomicfile.Write(path, f.data, f.mode.Perm()); err != nil {
 			return err
 		}
 	}

@@ -1,10 +1,8 @@
 package runtime
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -21,9 +19,9 @@ import (
 // CIDR to an address outside it, multicast excepted, leaves with the
 // node's address.
 
-// MasqueradeTable is the nftables table (family ip) holding the pod
+// masqueradeTable is the nftables table (family ip) holding the pod
 // masquerade rule of the node whose pod bridge is bridge.
-func MasqueradeTable(bridge string) string { return "orch-masq-" + bridge }
+func masqueradeTable(bridge string) string { return "orch-masq-" + bridge }
 
 var multicast = netip.MustParsePrefix("224.0.0.0/4")
 
@@ -38,7 +36,7 @@ func ensureMasquerade(bridge string, podCIDR netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("pod masquerade: %w", err)
 	}
-	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: MasqueradeTable(bridge)}
+	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: masqueradeTable(bridge)}
 	c.AddTable(t)
 	c.DelTable(t) // with the AddTable before it: replace, whether it existed or not
 	c.AddTable(t)
@@ -51,22 +49,6 @@ func ensureMasquerade(bridge string, podCIDR netip.Prefix) error {
 		[]expr.Any{&expr.Masq{}})})
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("pod masquerade: nftables table %s: %w", t.Name, err)
-	}
-	return nil
-}
-
-// RemoveMasquerade deletes the masquerade table of the node whose pod
-// bridge is bridge, in the caller's network namespace (tests and
-// benchmarks clean up with it; a worker leaves it for its running pods).
-// It succeeds when there is no such table.
-func RemoveMasquerade(bridge string) error {
-	c, err := nftables.New()
-	if err != nil {
-		return err
-	}
-	c.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: MasqueradeTable(bridge)})
-	if err := c.Flush(); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
 	}
 	return nil
 }

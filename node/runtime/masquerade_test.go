@@ -1,7 +1,9 @@
 package runtime
 
 import (
+	"errors"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -66,8 +68,8 @@ func TestMasquerade(t *testing.T) {
 	if p := seen("10.99.0.2:9000"); p != "10.77.0.2" {
 		t.Errorf("after the CIDR changed: peer %s, want 10.77.0.2", p)
 	}
-	inNode(func() error { return RemoveMasquerade("br0") })
-	inNode(func() error { return RemoveMasquerade("br0") }) // nothing left: no error
+	inNode(func() error { return removeMasquerade("br0") })
+	inNode(func() error { return removeMasquerade("br0") }) // nothing left: no error
 	inNode(func() error {
 		if n := masqueradeRules(t, "br0"); n != 0 {
 			t.Errorf("%d masquerade rules after RemoveMasquerade, want 0", n)
@@ -89,7 +91,7 @@ func masqueradeRules(t *testing.T, bridge string) int {
 	}
 	n := 0
 	for _, tb := range tables {
-		if tb.Name != MasqueradeTable(bridge) {
+		if tb.Name != masqueradeTable(bridge) {
 			continue
 		}
 		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
@@ -114,4 +116,20 @@ func masqueradeRules(t *testing.T, bridge string) int {
 		}
 	}
 	return n
+}
+
+// removeMasquerade deletes the masquerade table of the node whose pod
+// bridge is bridge, in the caller's network namespace, and succeeds when
+// there is none. (A worker never removes its table: its pods keep running
+// after it stops; the node's network namespace takes the table along.)
+func removeMasquerade(bridge string) error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	c.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: masqueradeTable(bridge)})
+	if err := c.Flush(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }

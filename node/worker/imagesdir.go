@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"orch.dev/orch/node/kubelet"
+	"orch.dev/orch/internal/atomicfile"
 	"orch.dev/orch/node/runtime"
 )
 
@@ -226,7 +226,7 @@ func (d *imagesDir) importFile(ctx context.Context, name string) ([]string, erro
 func (d *imagesDir) save() {
 	b, err := json.MarshalIndent(d.imported, "", "  ")
 	if err == nil {
-		err = kubelet.WriteFileAtomic(d.record, b, 0o600)
+		err = atomicfile.Write(d.record, b, 0o600)
 	}
 	if err != nil {
 		// Harmless: the files are imported again at the next start.

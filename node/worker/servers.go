@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"orch.dev/orch/api/client"
+	"orch.dev/orch/internal/atomicfile"
 	"orch.dev/orch/internal/pki"
 	"orch.dev/orch/node"
-	"orch.dev/orch/node/kubelet"
 )
 
 // servers holds the API clients. Their server list comes from gossip
@@ -84,7 +84,7 @@ func (s *servers) set(list []string, persist bool) error {
 	s.list, s.cl, s.hb = list, cl, hb
 	if persist {
 		b, _ := json.Marshal(list)
-		return kubelet.WriteFileAtomic(s.path, b, 0o600)
+		return atomicfile.Write(s.path, b, 0o600)
 	}
 	return nil
 }
@@ -101,7 +101,7 @@ func (s *servers) setCA(pem []byte) error {
 	s.tls.CAPEM = pem
 	s.list = nil // clients are made again with the CA
 	s.mu.Unlock()
-	return kubelet.WriteFileAtomic(s.caPath, pem, 0o644)
+	return atomicfile.Write(s.caPath, pem, 0o644)
 }
 
 // addrs is the current server list (API host:port).

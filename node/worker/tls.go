@@ -14,9 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"orch.dev/orch/internal/atomicfile"
 	"orch.dev/orch/internal/join"
 	"orch.dev/orch/internal/pki"
-	"orch.dev/orch/node/kubelet"
 )
 
 // A worker's certificate (role worker, its node name and address) is what
@@ -129,17 +129,17 @@ func (t *nodeTLS) install(ca, cert *x509.Certificate, key crypto.Signer, gossipK
 	if err != nil {
 		return err
 	}
-	if err := kubelet.WriteFileAtomic(filepath.Join(t.dir, keyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(t.dir, keyFile), keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := kubelet.WriteFileAtomic(filepath.Join(t.dir, certFile), pki.CertPEM(cert), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(t.dir, certFile), pki.CertPEM(cert), 0o644); err != nil {
 		return err
 	}
-	if err := kubelet.WriteFileAtomic(filepath.Join(t.dir, caCertFileName), pki.CertPEM(ca), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(t.dir, caCertFileName), pki.CertPEM(ca), 0o644); err != nil {
 		return err
 	}
 	if len(gossipKey) > 0 {
-		if err := kubelet.WriteFileAtomic(filepath.Join(t.dir, gossipKeyFile), gossipKey, 0o600); err != nil {
+		if err := atomicfile.Write(filepath.Join(t.dir, gossipKeyFile), gossipKey, 0o600); err != nil {
 			return err
 		}
 		t.mu.Lock()

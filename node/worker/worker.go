@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"orch.dev/orch/api/client"
+	"orch.dev/orch/internal/atomicfile"
 	"orch.dev/orch/internal/pki"
 	"orch.dev/orch/node/kubelet"
 	"orch.dev/orch/node/runtime"
@@ -230,7 +231,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		st.PodCIDR = cidr
 		b, _ := json.Marshal(st)
-		if err := kubelet.WriteFileAtomic(w.statePath(), b, 0o600); err != nil {
+		if err := atomicfile.Write(w.statePath(), b, 0o600); err != nil {
 			return err
 		}
 	}

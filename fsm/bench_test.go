@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -120,4 +121,44 @@ func BenchmarkPodLifecycle(b *testing.B) {
 	b.ReportMetric(float64(bind)/per, "bind-cpu-ns/pod")
 	b.ReportMetric(float64(status)/per, "status-cpu-ns/pod")
 	b.ReportMetric(float64(create+bind+status)/per, "cpu-ns/pod")
+}
+
+// BenchmarkConfigMapCreates measures the CPU time a server spends applying
+// one 1 KB ConfigMap create of the write benchmark (BENCHMARKS.md): entries
+// of 100 creates as the proposer batches them under load, each carrying a
+// request ID as the Go client sends it (or none).
+func BenchmarkConfigMapCreates(b *testing.B) {
+	for _, withID := range []bool{true, false} {
+		b.Run(fmt.Sprintf("request-ids=%v", withID), func(b *testing.B) {
+			const creates, entry = 20000, 100
+			value := string(make([]byte, 1024))
+			var entries [][]byte
+			for start := 0; start < creates; start += entry {
+				batch := &Batch{}
+				for i := start; i < start+entry; i++ {
+					c := createCmd(b, configMap("ns", fmt.Sprintf("r1-c256-w%d-%d", i%256, i/256), map[string]string{"v": value}))
+					if withID {
+						c.RequestID = fmt.Sprintf("orch-bench-4f2a9c-%s", strconv.FormatUint(uint64(i+1), 36))
+					}
+					batch.Commands = append(batch.Commands, c)
+				}
+				entries = append(entries, Encode(batch))
+			}
+			setup := [][]byte{Encode(createCmd(b, namespace("ns")))}
+			var cpu int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				f := New(Config{})
+				var index uint64
+				applyEntries(b, f, &index, setup)
+				b.StartTimer()
+				start := cpuTime()
+				applyEntries(b, f, &index, entries)
+				cpu += int64(cpuTime() - start)
+			}
+			b.ReportMetric(float64(cpu)/float64(b.N*creates), "cpu-ns/create")
+		})
+	}
 }

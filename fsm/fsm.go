@@ -111,7 +111,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if len(logs) == 0 {
 		return results
 	}
-	a := &applier{txn: f.db.Load().Txn(true), usage: f.usage, requests: f.requests, window: f.requestWindow}
+	a := newApplier(f.db.Load())
+	a.usage, a.requests, a.window = f.usage, f.requests, f.requestWindow
 	for i, l := range logs {
 		a.index = l.Index
 		if l.Type != raft.LogCommand {

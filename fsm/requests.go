@@ -91,8 +91,7 @@ func (a *applier) applyOnce(cmd Command) *Result {
 	if id == "" {
 		return a.apply(cmd)
 	}
-	if raw, _ := a.txn.First(tableRequests, indexID, id); raw != nil {
-		req := raw.(*Request)
+	if req := a.request(id); req != nil {
 		res := &Result{Duplicate: req, Deleted: req.Deleted}
 		if k, ok := api.KindByName(req.Kind); ok && !req.Deleted {
 			if rec := a.get(k, ObjectKey(k, req.Namespace, req.Name)); rec != nil {
@@ -112,6 +111,7 @@ func (a *applier) applyOnce(cmd Command) *Result {
 	if err := a.txn.Insert(tableRequests, req); err != nil {
 		panic(err)
 	}
+	a.writtenRequests[id] = req
 	a.requests.push(req)
 	a.pruneRequests()
 	return res
@@ -126,7 +126,21 @@ func (a *applier) pruneRequests() {
 		if err := a.txn.Delete(tableRequests, r); err != nil {
 			panic(err)
 		}
+		a.writtenRequests[r.ID] = nil
 	})
+}
+
+// request returns the record of an applied request ID, or nil; like get,
+// it does not read through the write transaction.
+func (a *applier) request(id string) *Request {
+	if req, ok := a.writtenRequests[id]; ok {
+		return req
+	}
+	raw, err := a.base.First(tableRequests, indexID, id)
+	if err != nil || raw == nil {
+		return nil
+	}
+	return raw.(*Request)
 }
 
 // Request snapshot record fields.

@@ -24,6 +24,9 @@ type WriteResult struct {
 	// Leader elections won during the warm-up and the window (orch: from
 	// the servers' logs), which explain a stall if there is one.
 	Elections int `json:"elections"`
+	// Settled is the wait before the measurement for the machine to come
+	// back to rest (see settle).
+	Settled Settled `json:"settled"`
 	LoadRun
 }
 
@@ -65,7 +68,8 @@ const (
 // client count, runs one system after the other; odd runs go orch,
 // orch-insecure, etcd and even runs the reverse, so that no system always
 // gets the cooler machine and secure and insecure orch each go first half
-// the time.
+// the time. Before each measurement the machine settles (see settle), so
+// that no system runs beside the leftovers of the one measured before it.
 func Write(env *Env, cfg WriteConfig, progress func(string)) ([]WriteResult, []IdleCPU) {
 	var out []WriteResult
 	var idle []IdleCPU
@@ -100,9 +104,11 @@ func Write(env *Env, cfg WriteConfig, progress func(string)) ([]WriteResult, []I
 		oi, ii, ei := (cpuSeconds(opids)-o0)/w, (cpuSeconds(ipids)-i0)/w, (cpuSeconds(epids)-e0)/w
 		idle = append(idle, IdleCPU{System: SysOrch, Run: run, Cores: oi}, IdleCPU{System: SysOrchInsecure, Run: run, Cores: ii}, IdleCPU{System: SysEtcd, Run: run, Cores: ei})
 		progress(fmt.Sprintf("write run %d: idle clusters: orch %.3f cores, orch-insecure %.3f cores, etcd %.3f cores", run, oi, ii, ei))
+		everyServer := slices.Concat(opids, ipids, epids)
 
 		for _, n := range cfg.Clients {
 			measure := func(sys string, c *testcluster.Cluster, pids []int, send Sender, prof func() func()) {
+				st := settle(everyServer, oi+ii+ei)
 				before := elections(c)
 				var wait func()
 				if prof != nil && cfg.ProfileDir != "" && run == 1 && n == cfg.Clients[len(cfg.Clients)-1] {
@@ -113,8 +119,9 @@ func Write(env *Env, cfg WriteConfig, progress func(string)) ([]WriteResult, []I
 					wait()
 				}
 				el := elections(c) - before
-				out = append(out, WriteResult{System: sys, Clients: n, Run: run, LoadAvg: LoadAvg(), Elections: el, LoadRun: r})
-				progress(fmt.Sprintf("write run %d: %-13s %3d clients: %8.0f/s p50 %6.2f ms p99 %6.2f ms errors %d elections %d", run, sys, n, r.PerSec, r.P50Ms, r.P99Ms, r.Errors, el))
+				out = append(out, WriteResult{System: sys, Clients: n, Run: run, LoadAvg: LoadAvg(), Elections: el, Settled: st, LoadRun: r})
+				progress(fmt.Sprintf("write run %d: %-13s %3d clients: %8.0f/s p50 %6.2f ms p99 %6.2f ms errors %d elections %d (settled in %.1f s: sync %.1f s, %.2f cores above idle at first)",
+					run, sys, n, r.PerSec, r.P50Ms, r.P99Ms, r.Errors, el, st.Seconds, st.SyncSeconds, st.ExtraCores))
 			}
 			order := []func(){
 				func() {
@@ -193,8 +200,22 @@ func orchPIDs(env *Env, c *testcluster.Cluster) []int {
 	return out
 }
 
-// profileLeader starts a CPU profile of the leader covering the
-// measurement window and returns a function that waits for it.
+// profileLeader starts CPU profiles of the leader and of one follower
+// covering the measurement window and returns a function that waits for
+// them.
 func profileLeader(c *testcluster.Cluster, cfg WriteConfig, suffix string, clients int) func() {
-	return profile(c.Leader(), cfg.ProfileDir, fmt.Sprintf("orch%s-leader-write-c%d.pprof", suffix, clients), cfg.Warmup, cfg.Duration)
+	leader := c.Leader()
+	waitLeader := profile(leader, cfg.ProfileDir, fmt.Sprintf("orch%s-leader-write-c%d.pprof", suffix, clients), cfg.Warmup, cfg.Duration)
+	var follower *testcluster.Server
+	for _, s := range c.Servers {
+		if s != leader && s.Running() {
+			follower = s
+			break
+		}
+	}
+	waitFollower := profile(follower, cfg.ProfileDir, fmt.Sprintf("orch%s-follower-write-c%d.pprof", suffix, clients), cfg.Warmup, cfg.Duration)
+	return func() {
+		waitLeader()
+		waitFollower()
+	}
 }

@@ -55,7 +55,7 @@ func main() {
 	proxySamples := flag.Int("proxy-samples", 100, "endpoint propagations measured per scale and run (proxy suite)")
 	jsonOut := flag.String("json", "", "write raw results to this file")
 	mdOut := flag.String("md", "", "also write the markdown summary to this file")
-	profile := flag.String("profile", "", "save profiles of orch servers (first run: leader CPU at the most write clients and during a snapshot save; heap at the largest state; the pods suite's worker smaps) into this directory")
+	profile := flag.String("profile", "", "save profiles of orch servers (first run: leader and follower CPU at the most write clients, leader CPU during a snapshot save; heap at the largest state; the pods suite's worker smaps) into this directory")
 	verbose := flag.Bool("v", false, "print the cluster harness's messages")
 	small := flag.Bool("small", false, "check the suite itself: 1,000 and 5,000 objects instead of 10,000 and 100,000, and 3 kills, 3 transfers, 1 worker death, 1 recovery of 1,000 objects (figures are not comparable)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of orch-bench itself (the load generator and its client libraries) to this file")

@@ -64,7 +64,9 @@ type Agent struct {
 	stop         chan struct{}
 	stopOnce     sync.Once
 	shuttingDown atomic.Bool
-	wg           sync.WaitGroup
+	// batches and batchedWrites count what the batch endpoint received (batch.go).
+	batches, batchedWrites atomic.Uint64
+	wg                     sync.WaitGroup
 }
 
 // New validates cfg and prepares an agent; Start runs it.

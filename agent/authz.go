@@ -36,9 +36,11 @@ const SystemNamespace = "orch-system"
 // nonResourceRules are who may call the paths that name no API object.
 // Paths absent from the table are for admins and servers only.
 var nonResourceRules = map[string][]AccessRole{
-	"/api":           {AccessEdit, AccessView, AccessWorker},
-	"/apis":          {AccessEdit, AccessView, AccessWorker},
-	"/v1/members":    {AccessEdit, AccessView, AccessWorker},
+	"/api":        {AccessEdit, AccessView, AccessWorker},
+	"/apis":       {AccessEdit, AccessView, AccessWorker},
+	"/v1/members": {AccessEdit, AccessView, AccessWorker},
+	// Grants nothing itself: each request it carries is authorised alone.
+	batchPath:        {AccessEdit, AccessView, AccessWorker},
 	"/metrics":       {AccessEdit, AccessView},
 	"/v1/heartbeats": {AccessWorker},
 	// The gossip keys, which every member needs to stay in the pool.

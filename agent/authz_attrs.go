@@ -37,8 +37,8 @@ func (at *requestAttrs) write() bool {
 // write and operator action, and snapshot downloads (the whole state).
 // Heartbeats are liveness, not state.
 func (at *requestAttrs) audited() bool {
-	if at.path == "/v1/heartbeats" {
-		return false
+	if at.path == "/v1/heartbeats" || at.path == batchPath {
+		return false // a batch's requests are audited one by one
 	}
 	return at.write() || at.path == "/v1/operator/snapshot"
 }

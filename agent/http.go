@@ -34,6 +34,8 @@ func (a *Agent) routes() http.Handler {
 	a.registerImages(mux)   // image archives passed to the workers (http_images.go)
 	a.registerJoin(mux)     // join handshake and certificate renewal (tls_join.go)
 	mux.HandleFunc("/apis/", a.serveResource)
+	var handler http.Handler
+	a.registerBatch(mux, func() http.Handler { return handler }) // API writes in one request (batch.go)
 
 	mux.HandleFunc("GET /v1/members", a.serveMembers)
 	mux.HandleFunc("POST /v1/heartbeats", a.serveHeartbeats)
@@ -55,7 +57,8 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	return a.recoverPanics(a.guard(m.instrument(a.refuseWritesWhenDiskLow(mux))))
+	handler = a.recoverPanics(a.guard(m.instrument(a.refuseWritesWhenDiskLow(mux))))
+	return handler
 }
 
 func (a *Agent) recoverPanics(next http.Handler) http.Handler {
@@ -111,6 +114,10 @@ func newMetrics(reg *prometheus.Registry, a *Agent) *metrics {
 	reg.MustRegister(m.requests, m.latency,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orch_fsm_applied_index", Help: "Last Raft index applied to the state."},
 			func() float64 { return float64(a.fsm.AppliedIndex()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "orch_api_batches_total", Help: "Batches of API writes received (each write also counts as a request)."},
+			func() float64 { return float64(a.batches.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "orch_api_batched_writes_total", Help: "API writes that arrived in batches."},
+			func() float64 { return float64(a.batchedWrites.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orch_raft_is_leader", Help: "1 on the Raft leader."},
 			func() float64 {
 				if a.raft != nil && a.raft.State().String() == "Leader" {

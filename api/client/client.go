@@ -46,6 +46,9 @@ type Config struct {
 	// HTTPClient overrides the transport (tests).
 	HTTPClient *http.Client
 	UserAgent  string
+	// NoBatching sends every write as a request of its own, even while
+	// others are in flight (see batch.go).
+	NoBatching bool
 }
 
 // Client is safe for concurrent use.
@@ -64,6 +67,8 @@ type Client struct {
 	down map[int]time.Time // servers that refused connections, until when to skip them
 	// rotations[i] lists the servers starting at i (shared, never modified).
 	rotations [][]int
+	// batchers[i] coalesces the writes to server i; nil without batching.
+	batchers []*batcher
 }
 
 // Headers shared with the server (see agent/forward.go).
@@ -145,6 +150,11 @@ func New(cfg Config) (*Client, error) {
 		}}
 	}
 	c.leader.Store(-1)
+	if !cfg.NoBatching {
+		for _, s := range c.servers {
+			c.batchers = append(c.batchers, newBatcher(c, s))
+		}
+	}
 	for i := range c.servers {
 		r := make([]int, len(c.servers))
 		for j := range r {
@@ -381,7 +391,12 @@ func (c *Client) attemptOnce(ctx context.Context, deadline time.Time, i int, req
 	if c.token != "" {
 		hr.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.hc.Do(hr)
+	var resp *http.Response
+	if c.batchers != nil && batchable(req) {
+		resp, err = c.batchers[i].roundTrip(hr)
+	} else {
+		resp, err = c.hc.Do(hr)
+	}
 	if err != nil {
 		timer.Stop()
 		cancel()

@@ -43,9 +43,12 @@ func StartOrchInsecure(env *Env) *testcluster.Cluster {
 }
 
 // OrchClient is one client for every server of c, as an application would use.
-func OrchClient(env *Env, c *testcluster.Cluster) *client.Client {
+func OrchClient(env *Env, c *testcluster.Cluster, tune ...func(*client.Config)) *client.Client {
 	cfg := clusterConfig(c, c.URLs())
 	cfg.RetryFor, cfg.UserAgent = 30*time.Second, "orch-bench"
+	for _, t := range tune {
+		t(&cfg)
+	}
 	cl, err := client.New(cfg)
 	if err != nil {
 		env.Fatal(err)

@@ -142,7 +142,7 @@ func (r *Results) writeTable(p func(string, ...any)) {
 		}
 	}
 	for _, n := range clients {
-		for _, sys := range []string{SysOrch, SysOrchInsecure, SysEtcd} {
+		for _, sys := range []string{SysOrch, SysOrchUnbatched, SysOrchInsecure, SysEtcd} {
 			keep := func(w WriteResult) bool { return w.Clients == n && w.System == sys }
 			if !slices.ContainsFunc(r.Write, keep) {
 				continue
@@ -227,6 +227,43 @@ func (r *Results) writeTable(p func(string, ...any)) {
 		p("Throughput goal %s; p99 goal %s.", tv, lv)
 	}
 	r.securityTable(p)
+	r.batchingLine(p, clients)
+}
+
+// batchingLine says, per client count, what the Go client's batches are
+// worth: per-run throughput of orch over orch through a client that sends
+// every write alone (-write-unbatched), same cluster, same run.
+func (r *Results) batchingLine(p func(string, ...any), clients []int) {
+	var parts []string
+	for _, n := range clients {
+		perRun := map[int][2]float64{}
+		for _, w := range r.Write {
+			if w.Clients != n {
+				continue
+			}
+			v := perRun[w.Run]
+			switch w.System {
+			case SysOrch:
+				v[0] = w.PerSec
+			case SysOrchUnbatched:
+				v[1] = w.PerSec
+			}
+			perRun[w.Run] = v
+		}
+		var ratios []float64
+		for _, v := range perRun {
+			if v[0] > 0 && v[1] > 0 {
+				ratios = append(ratios, v[0]/v[1])
+			}
+		}
+		if len(ratios) > 0 {
+			parts = append(parts, fmt.Sprintf("%d clients %s×", n, SpreadOf(ratios).Format(2)))
+		}
+	}
+	if len(parts) > 0 {
+		p("")
+		p("Batches: orch's throughput over the same cluster's through a client that sends every write alone (orch-unbatched), per run: %s.", strings.Join(parts, ", "))
+	}
 }
 
 // orderRatios are the per-run orch/etcd ratios of the write suite, apart by

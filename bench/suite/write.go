@@ -39,6 +39,10 @@ type WriteConfig struct {
 	// ProfileDir, when set, receives a CPU profile of the orch leader taken
 	// during the first run's measurement at the highest client count.
 	ProfileDir string
+	// Unbatched also measures the secure orch cluster through a client
+	// that sends every write alone (client.Config.NoBatching), in the
+	// same run: what the client's batches are worth.
+	Unbatched bool
 }
 
 const writeNamespace = "bench-write"
@@ -57,9 +61,10 @@ const idleWindow = 5 * time.Second
 // with --insecure (plain-HTTP API, no authentication: what security costs
 // is the difference) and etcd.
 const (
-	SysOrch         = "orch"
-	SysOrchInsecure = "orch-insecure"
-	SysEtcd         = "etcd"
+	SysOrch          = "orch"
+	SysOrchUnbatched = "orch-unbatched"
+	SysOrchInsecure  = "orch-insecure"
+	SysEtcd          = "etcd"
 )
 
 // Write measures 1 KB creates on orch (security on, and --insecure) and
@@ -88,6 +93,10 @@ func Write(env *Env, cfg WriteConfig, progress func(string)) ([]WriteResult, []I
 			env.Fatal(err)
 		}
 		opids := orchPIDs(env, oc)
+		var ucl *client.Client
+		if cfg.Unbatched {
+			ucl = OrchClient(env, oc, func(c *client.Config) { c.NoBatching = true })
+		}
 		ec := StartEtcd(env)
 		ecl, err := ec.Client()
 		if err != nil {
@@ -125,13 +134,17 @@ func Write(env *Env, cfg WriteConfig, progress func(string)) ([]WriteResult, []I
 			}
 			order := []func(){
 				func() {
-					measure(SysOrch, oc, opids, orchSender(ocl, run, n), func() func() { return profileLeader(oc, cfg, "", n) })
+					measure(SysOrch, oc, opids, orchSender(ocl, "r", run, n), func() func() { return profileLeader(oc, cfg, "", n) })
 				},
-				func() {
-					measure(SysOrchInsecure, ic, ipids, orchSender(icl, run, n), func() func() { return profileLeader(ic, cfg, "-insecure", n) })
-				},
-				func() { measure(SysEtcd, nil, epids, etcdSender(ecl, run, n), nil) },
 			}
+			if ucl != nil {
+				order = append(order, func() { measure(SysOrchUnbatched, oc, opids, orchSender(ucl, "u", run, n), nil) })
+			}
+			order = append(order,
+				func() {
+					measure(SysOrchInsecure, ic, ipids, orchSender(icl, "r", run, n), func() func() { return profileLeader(ic, cfg, "-insecure", n) })
+				},
+				func() { measure(SysEtcd, nil, epids, etcdSender(ecl, run, n), nil) })
 			if run%2 == 0 {
 				slices.Reverse(order)
 			}
@@ -161,11 +174,12 @@ func elections(c *testcluster.Cluster) int {
 	return n
 }
 
-func orchSender(cl *client.Client, run, clients int) Sender {
+// orchSender creates ConfigMaps named prefix, run, clients, worker, seq.
+func orchSender(cl *client.Client, prefix string, run, clients int) Sender {
 	return func(ctx context.Context, worker, seq int, v string) error {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		_, err := cl.Create(ctx, ConfigMap(writeNamespace, fmt.Sprintf("r%d-c%d-w%d-%d", run, clients, worker, seq), v))
+		_, err := cl.Create(ctx, ConfigMap(writeNamespace, fmt.Sprintf("%s%d-c%d-w%d-%d", prefix, run, clients, worker, seq), v))
 		return err
 	}
 }

@@ -8,10 +8,11 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// Writes in flight together share HTTP requests: while batchInflight
+// Writes in flight together share HTTP requests: while BatchAfter (4)
 // requests to a server are on the wire, further writes to it queue, and
 // each answer sends everything queued as one request to the server's batch
 // endpoint (agent/batch.go): a pipeline of the queued HTTP requests, whose
@@ -24,10 +25,10 @@ const (
 	BatchPath        = "/v1/batch"
 	batchContentType = "application/http"
 
-	batchInflight = 4         // requests to one server on the wire before writes queue
-	batchMaxCalls = 256       // writes in one batch
-	batchMaxBytes = 4 << 20   // encoded writes in one batch
-	batchMaxBody  = 256 << 10 // larger writes always go alone
+	defaultBatchAfter = 4         // requests to one server on the wire before writes queue
+	batchMaxCalls     = 256       // writes in one batch
+	batchMaxBytes     = 4 << 20   // encoded writes in one batch
+	batchMaxBody      = 256 << 10 // larger writes always go alone
 )
 
 // batcher coalesces the writes to one server.
@@ -37,6 +38,8 @@ type batcher struct {
 	token   string
 	agent   string
 	timeout time.Duration
+	after   int           // requests on the wire before writes queue
+	sent    atomic.Uint64 // writes sent in batches
 
 	mu          sync.Mutex
 	inflight    int
@@ -52,8 +55,8 @@ type batchCall struct {
 	done chan struct{}
 }
 
-func newBatcher(c *Client, server string) *batcher {
-	return &batcher{hc: c.hc, url: server + BatchPath, token: c.token, agent: c.agent, timeout: c.attempt}
+func newBatcher(c *Client, server string, after int) *batcher {
+	return &batcher{hc: c.hc, url: server + BatchPath, token: c.token, agent: c.agent, timeout: c.attempt, after: after}
 }
 
 // batchable reports whether req may share a batch: a bounded write.
@@ -65,7 +68,7 @@ func batchable(req Request) bool {
 // next batch otherwise.
 func (b *batcher) roundTrip(hr *http.Request) (*http.Response, error) {
 	b.mu.Lock()
-	if b.inflight < batchInflight || b.unsupported {
+	if b.inflight < b.after || b.unsupported {
 		b.inflight++
 		b.mu.Unlock()
 		resp, err := b.hc.Do(hr)
@@ -82,7 +85,7 @@ func (b *batcher) roundTrip(hr *http.Request) (*http.Response, error) {
 	b.mu.Lock()
 	b.queue = append(b.queue, call)
 	var batch []*batchCall
-	if b.inflight < batchInflight { // a request ended while this one was encoded
+	if b.inflight < b.after { // a request ended while this one was encoded
 		b.inflight++
 		batch = b.takeLocked()
 	}
@@ -159,6 +162,7 @@ func (b *batcher) send(batch []*batchCall) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	defer cancel()
+	b.sent.Add(uint64(len(batch)))
 	resp, err := b.post(ctx, body)
 	if err != nil {
 		finish(batch, func(*batchCall) (*http.Response, error) { return nil, err })

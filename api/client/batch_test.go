@@ -135,16 +135,16 @@ func background(int) context.Context { return context.Background() }
 func TestQueuedWritesGoInOneBatch(t *testing.T) {
 	g := newGatedServer(t, answerBatch)
 	c := newClient(t, g.srv.URL)
-	errs := startCreates(c, background, batchInflight+8)
+	errs := startCreates(c, background, defaultBatchAfter+8)
 	waitQueued(t, c, 8)
 	g.open()
-	for range batchInflight + 8 {
+	for range defaultBatchAfter + 8 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
-	if g.plain.Load() != batchInflight || g.batched.Load() != 8 || g.batches.Load() != 1 {
-		t.Fatalf("plain %d, batched %d in %d batches; want %d, 8 in 1", g.plain.Load(), g.batched.Load(), g.batches.Load(), batchInflight)
+	if g.plain.Load() != defaultBatchAfter || g.batched.Load() != 8 || g.batches.Load() != 1 {
+		t.Fatalf("plain %d, batched %d in %d batches; want %d, 8 in 1", g.plain.Load(), g.batched.Load(), g.batches.Load(), defaultBatchAfter)
 	}
 }
 
@@ -153,19 +153,19 @@ func TestQueuedWritesGoInOneBatch(t *testing.T) {
 func TestServerWithoutBatchesGetsPlainRequests(t *testing.T) {
 	g := newGatedServer(t, nil)
 	c := newClient(t, g.srv.URL)
-	errs := startCreates(c, background, batchInflight+8)
+	errs := startCreates(c, background, defaultBatchAfter+8)
 	waitQueued(t, c, 8)
 	g.open()
-	for range batchInflight + 8 {
+	for range defaultBatchAfter + 8 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
-	if g.plain.Load() != batchInflight+8 || g.batches.Load() != 1 {
-		t.Fatalf("plain %d, batch tries %d; want %d and 1", g.plain.Load(), g.batches.Load(), batchInflight+8)
+	if g.plain.Load() != defaultBatchAfter+8 || g.batches.Load() != 1 {
+		t.Fatalf("plain %d, batch tries %d; want %d and 1", g.plain.Load(), g.batches.Load(), defaultBatchAfter+8)
 	}
-	errs = startCreates(c, background, 2*batchInflight)
-	for range 2 * batchInflight {
+	errs = startCreates(c, background, 2*defaultBatchAfter)
+	for range 2 * defaultBatchAfter {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
@@ -183,11 +183,11 @@ func TestRefusedBatchAnswersEachWrite(t *testing.T) {
 		io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"invalid bearer token","reason":"Unauthorized","code":401}`)
 	})
 	c := newClient(t, g.srv.URL)
-	errs := startCreates(c, background, batchInflight+8)
+	errs := startCreates(c, background, defaultBatchAfter+8)
 	waitQueued(t, c, 8)
 	g.open()
 	refused := 0
-	for range batchInflight + 8 {
+	for range defaultBatchAfter + 8 {
 		err := <-errs
 		switch {
 		case apierrors.IsUnauthorized(err):
@@ -205,8 +205,8 @@ func TestRefusedBatchAnswersEachWrite(t *testing.T) {
 func TestCancelledQueuedWriteIsNotSent(t *testing.T) {
 	g := newGatedServer(t, answerBatch)
 	c := newClient(t, g.srv.URL)
-	errs := startCreates(c, background, batchInflight)
-	for g.plain.Load() != batchInflight {
+	errs := startCreates(c, background, defaultBatchAfter)
+	for g.plain.Load() != defaultBatchAfter {
 		time.Sleep(time.Millisecond) // until every slot is taken
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -219,7 +219,7 @@ func TestCancelledQueuedWriteIsNotSent(t *testing.T) {
 		t.Fatalf("cancelled write: %v", err)
 	}
 	g.open()
-	for range batchInflight {
+	for range defaultBatchAfter {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}

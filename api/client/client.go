@@ -49,6 +49,9 @@ type Config struct {
 	// NoBatching sends every write as a request of its own, even while
 	// others are in flight (see batch.go).
 	NoBatching bool
+	// BatchAfter is how many requests may be on the wire to one server
+	// before further writes queue for a batch (default 4).
+	BatchAfter int
 }
 
 // Client is safe for concurrent use.
@@ -151,8 +154,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.leader.Store(-1)
 	if !cfg.NoBatching {
+		after := cfg.BatchAfter
+		if after <= 0 {
+			after = defaultBatchAfter
+		}
 		for _, s := range c.servers {
-			c.batchers = append(c.batchers, newBatcher(c, s))
+			c.batchers = append(c.batchers, newBatcher(c, s, after))
 		}
 	}
 	for i := range c.servers {
@@ -163,6 +170,15 @@ func New(cfg Config) (*Client, error) {
 		c.rotations = append(c.rotations, r)
 	}
 	return c, nil
+}
+
+// BatchedWrites is how many writes this client has sent in batches.
+func (c *Client) BatchedWrites() uint64 {
+	var n uint64
+	for _, b := range c.batchers {
+		n += b.sent.Load()
+	}
+	return n
 }
 
 // Servers returns the configured server URLs.

@@ -148,11 +148,23 @@ func (c *Cluster) URLs() []string {
 // retry bounds the chaos clients use: an attempt that hangs (a paused or
 // cut-off server) is abandoned after 3 s, a call after 15 s.
 func (c *Cluster) Client(urls ...string) *client.Client {
+	return c.clientWith(urls)
+}
+
+// batchAfterOne has writes queue for a batch as soon as one request is on
+// the wire to their server.
+func batchAfterOne(cfg *client.Config) { cfg.BatchAfter = 1 }
+
+func (c *Cluster) clientWith(urls []string, tune ...func(*client.Config)) *client.Client {
 	if len(urls) == 0 {
 		urls = c.URLs()
 	}
-	cl, err := client.New(client.Config{Servers: urls, Token: c.Token, TLS: client.TLS{CAPEM: c.caPEM()}, RetryFor: 15 * time.Second,
-		AttemptTimeout: 3 * time.Second, UserAgent: "orch-chaos"})
+	cfg := client.Config{Servers: urls, Token: c.Token, TLS: client.TLS{CAPEM: c.caPEM()}, RetryFor: 15 * time.Second,
+		AttemptTimeout: 3 * time.Second, UserAgent: "orch-chaos"}
+	for _, t := range tune {
+		t(&cfg)
+	}
+	cl, err := client.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -17,7 +17,10 @@ type Report struct {
 	// WatchResumes counts how often the change stream had to resume on
 	// another connection.
 	WatchResumes int
-	Check        Result
+	// BatchedWrites counts the updates that reached the servers in
+	// batches (POST /v1/batch) rather than alone.
+	BatchedWrites uint64
+	Check         Result
 	// Leaders lists terms with more than one leader.
 	Leaders []string
 	// Convergence lists how the servers' state machines differ.
@@ -51,7 +54,7 @@ func (r *Report) String() string {
 	p("  operations: %d (%d linearizable reads, %d writes: %d acknowledged, %d conflicts, %d unknown, %d refused otherwise)",
 		c.Ops, c.Reads, c.Writes, c.Acked, c.Conflicts, c.Unknown, c.Failed)
 	p("  unknown outcomes resolved from the final history: %d applied, %d never applied", c.ResolvedApplied, c.ResolvedNotApplied)
-	p("  Raft terms with a leader: %d; change stream resumed %d times", r.Terms, r.WatchResumes)
+	p("  Raft terms with a leader: %d; change stream resumed %d times; %d updates sent in batches", r.Terms, r.WatchResumes, r.BatchedWrites)
 	p("  linearizability (porcupine): %s", c.Linearizable)
 	p("  lost acknowledged writes: %d", len(c.LostWrites))
 	p("  terms with two leaders: %d", len(r.Leaders))

@@ -144,6 +144,7 @@ func (c *Cluster) Finish(t *testing.T, w *Workload, lw *leaderWatch, workers *Wo
 	rep.Leaders = CheckLeaders(sampled, fromLogs)
 	rep.Check = Check(hist, CheckTimeout)
 	rep.WatchResumes = hist.WatchResumes
+	rep.BatchedWrites = w.BatchedWrites()
 	t.Logf("%7.3fs history checked", w.Rec.Now().Seconds())
 	rep.Convergence = c.CheckConvergence(30 * time.Second)
 	t.Logf("%7.3fs convergence checked", w.Rec.Now().Seconds())

@@ -35,12 +35,15 @@ type WorkloadConfig struct {
 // between the servers and retries as it always does. Every operation is
 // recorded with its invocation and response times and its outcome.
 type Workload struct {
-	cfg   WorkloadConfig
-	Rec   *Recorder
-	cl    *client.Client   // for setup and the final reads
-	cls   []*client.Client // one per client, each preferring another server
-	Keys  []string
-	watch *keyWatch
+	cfg WorkloadConfig
+	Rec *Recorder
+	cl  *client.Client   // for setup and the final reads
+	cls []*client.Client // one per client, each preferring another server
+	// writer sends every client's updates, so that concurrent updates go
+	// in batches (BatchAfter 1), as a loaded component's writes do.
+	writer *client.Client
+	Keys   []string
+	watch  *keyWatch
 
 	stopping chan struct{}
 	gate     gate
@@ -97,12 +100,16 @@ func StartWorkload(c *Cluster, cfg WorkloadConfig) *Workload {
 		rot := append(append([]string{}, urls[i%len(urls):]...), urls[:i%len(urls)]...)
 		w.cls = append(w.cls, c.Client(rot...))
 	}
+	w.writer = c.clientWith(nil, batchAfterOne)
 	for i := range cfg.Clients {
 		w.wg.Add(1)
 		go w.client(i)
 	}
 	return w
 }
+
+// BatchedWrites is how many updates went to the servers in batches.
+func (w *Workload) BatchedWrites() uint64 { return w.writer.BatchedWrites() }
 
 func configMap(ns, name, value, rv string) *corev1.ConfigMap {
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, ResourceVersion: rv},
@@ -146,7 +153,7 @@ func (w *Workload) client(id int) {
 		}
 		op := Op{Client: id, Kind: OpCAS, Key: key, Expect: rvOf(cur), Value: fmt.Sprintf("c%d-%d", id, seq)}
 		op.Call = w.Rec.Now()
-		res, err := cl.Update(ctx, configMap(w.cfg.Namespace, key, op.Value, cur.ResourceVersion))
+		res, err := w.writer.Update(ctx, configMap(w.cfg.Namespace, key, op.Value, cur.ResourceVersion))
 		op.Return = w.Rec.Now()
 		if err != nil {
 			op.Outcome, op.Err = classify(err)

@@ -200,6 +200,10 @@ func (b *batcher) send(batch []*batchCall) {
 			}
 			return r, nil
 		})
+		// Read up to the end of the body (the last chunk's trailer), or
+		// net/http closes the connection instead of keeping it for the
+		// next request: a new TLS handshake per batch.
+		io.Copy(io.Discard, br)
 	}
 }
 

@@ -2,12 +2,15 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,6 +29,7 @@ type gatedServer struct {
 	plain    atomic.Int32 // creates that came alone
 	batched  atomic.Int32 // creates that came in batches
 	batches  atomic.Int32
+	conns    atomic.Int32 // connections accepted
 	batch    func(w http.ResponseWriter, r *http.Request)
 	srv      *httptest.Server
 	openOnce sync.Once
@@ -36,7 +40,7 @@ func newGatedServer(t *testing.T, batch func(g *gatedServer, w http.ResponseWrit
 	if batch != nil {
 		g.batch = func(w http.ResponseWriter, r *http.Request) { batch(g, w, r) }
 	}
-	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	g.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == BatchPath {
 			g.batches.Add(1)
 			if g.batch == nil {
@@ -50,6 +54,12 @@ func newGatedServer(t *testing.T, batch func(g *gatedServer, w http.ResponseWrit
 		<-g.gate
 		createAnswer(w, r)
 	}))
+	g.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			g.conns.Add(1)
+		}
+	}
+	g.srv.Start()
 	t.Cleanup(func() { g.open(); g.srv.Close() })
 	return g
 }
@@ -60,7 +70,7 @@ func (g *gatedServer) open() { g.openOnce.Do(func() { close(g.gate) }) }
 func createAnswer(w http.ResponseWriter, r *http.Request) {
 	obj, err := io.ReadAll(r.Body)
 	if err != nil || len(obj) == 0 {
-		http.Error(w, "no body", http.StatusBadRequest)
+		http.Error(w, fmt.Sprintf("no body (%v, %d bytes, %s %s)", err, len(obj), r.Method, r.URL.Path), http.StatusBadRequest)
 		return
 	}
 	w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
@@ -68,30 +78,44 @@ func createAnswer(w http.ResponseWriter, r *http.Request) {
 	w.Write(obj)
 }
 
-// answerBatch answers each request of a batch as createAnswer does.
+// answerBatch answers each request of a batch as createAnswer does. It
+// reads the whole batch first: net/http may close a request's body once
+// the answer has started.
 func answerBatch(g *gatedServer, w http.ResponseWriter, r *http.Request) {
-	br := bufio.NewReader(r.Body)
-	w.Header().Set("Content-Type", batchContentType)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	br := bufio.NewReader(bytes.NewReader(body))
+	var answers []*httptest.ResponseRecorder
 	for {
 		if _, err := br.Peek(1); err != nil {
-			return
+			break
 		}
 		sub, err := http.ReadRequest(br)
 		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		g.batched.Add(1)
 		rec := httptest.NewRecorder()
 		createAnswer(rec, sub)
+		answers = append(answers, rec)
+	}
+	w.Header().Set("Content-Type", batchContentType)
+	for _, rec := range answers {
 		res := rec.Result()
 		res.ContentLength = int64(rec.Body.Len())
 		res.Write(w)
 	}
 }
 
+// configMapNamed is a ConfigMap of 16 KB: a batch's answer is then larger
+// than the client's read buffer, as under real load.
 func configMapNamed(name string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{TypeMeta: metav1.TypeMeta{Kind: "ConfigMap", APIVersion: "v1"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Data: map[string]string{"v": strings.Repeat("x", 16<<10)}}
 }
 
 // startCreates starts n creates and returns their errors' channel.
@@ -131,7 +155,8 @@ func waitQueued(t *testing.T, c *Client, n int) {
 func background(int) context.Context { return context.Background() }
 
 // Writes beyond the ones on the wire queue and go together in one batch;
-// each gets its own answer.
+// each gets its own answer. The batch's connection is kept for later
+// requests, as a plain request's is.
 func TestQueuedWritesGoInOneBatch(t *testing.T) {
 	g := newGatedServer(t, answerBatch)
 	c := newClient(t, g.srv.URL)
@@ -145,6 +170,26 @@ func TestQueuedWritesGoInOneBatch(t *testing.T) {
 	}
 	if g.plain.Load() != defaultBatchAfter || g.batched.Load() != 8 || g.batches.Load() != 1 {
 		t.Fatalf("plain %d, batched %d in %d batches; want %d, 8 in 1", g.plain.Load(), g.batched.Load(), g.batches.Load(), defaultBatchAfter)
+	}
+	// Later rounds reuse the connections: a client that dropped each
+	// batch's connection would open one per round. (A connection goes
+	// back to the pool a moment after its answer is read, so a round may
+	// now and then open one: the bound is loose.)
+	conns := g.conns.Load()
+	const rounds = 10
+	for range rounds {
+		round := startCreates(c, background, defaultBatchAfter+8)
+		for range defaultBatchAfter + 8 {
+			if err := <-round; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if g.batches.Load() < rounds/2 {
+		t.Fatalf("only %d batches in %d rounds", g.batches.Load(), rounds)
+	}
+	if opened := g.conns.Load() - conns; opened > rounds/3 {
+		t.Fatalf("%d rounds opened %d new connections: batches' connections are not kept", rounds, opened)
 	}
 }
 

@@ -41,8 +41,11 @@ type WriteConfig struct {
 	ProfileDir string
 	// Unbatched also measures the secure orch cluster through a client
 	// that sends every write alone (client.Config.NoBatching), in the
-	// same run: what the client's batches are worth.
+	// same run (on a cluster of its own): what the client's batches are
+	// worth.
 	Unbatched bool
+	// BatchAfter, when set, is the orch clients' client.Config.BatchAfter.
+	BatchAfter int
 }
 
 const writeNamespace = "bench-write"
@@ -68,93 +71,93 @@ const (
 )
 
 // Write measures 1 KB creates on orch (security on, and --insecure) and
-// 1 KB puts on etcd, side by side. Each run starts fresh clusters of each
-// (so state left by earlier runs cannot slow later ones) and, for each
-// client count, runs one system after the other; odd runs go orch,
-// orch-insecure, etcd and even runs the reverse, so that no system always
-// gets the cooler machine and secure and insecure orch each go first half
-// the time. Before each measurement the machine settles (see settle), so
-// that no system runs beside the leftovers of the one measured before it.
+// 1 KB puts on etcd, one system at a time. For each system a run starts a
+// fresh cluster (so that state left by earlier runs, or by another
+// system's writes, cannot slow it), measures its idle CPU, then each
+// client count, and stops it before the next system starts: no system is
+// measured beside another's idle servers. Odd runs go orch, orch-insecure,
+// etcd and even runs the reverse, so that no system always gets the
+// cooler machine and secure and insecure orch each go first half the
+// time. Before each measurement the machine settles (see settle).
 func Write(env *Env, cfg WriteConfig, progress func(string)) ([]WriteResult, []IdleCPU) {
 	var out []WriteResult
 	var idle []IdleCPU
 	for run := 1; run <= cfg.Runs; run++ {
-		mark := env.Mark()
-		ctx := context.Background()
-		ic := StartOrchInsecure(env)
-		icl := OrchClient(env, ic)
-		if err := CreateNamespace(ctx, icl, writeNamespace); err != nil {
-			env.Fatal(err)
-		}
-		ipids := orchPIDs(env, ic)
-		oc := StartOrch(env)
-		ocl := OrchClient(env, oc)
-		if err := CreateNamespace(ctx, ocl, writeNamespace); err != nil {
-			env.Fatal(err)
-		}
-		opids := orchPIDs(env, oc)
-		var ucl *client.Client
+		systems := []string{SysOrch}
 		if cfg.Unbatched {
-			ucl = OrchClient(env, oc, func(c *client.Config) { c.NoBatching = true })
+			systems = append(systems, SysOrchUnbatched)
 		}
+		systems = append(systems, SysOrchInsecure, SysEtcd)
+		if run%2 == 0 {
+			slices.Reverse(systems)
+		}
+		for _, sys := range systems {
+			mark := env.Mark()
+			ws := startWriteSystem(env, cfg, sys, run)
+			c0 := cpuSeconds(ws.pids)
+			time.Sleep(idleWindow) // a measurement window, not synchronisation
+			idleCores := (cpuSeconds(ws.pids) - c0) / idleWindow.Seconds()
+			idle = append(idle, IdleCPU{System: sys, Run: run, Cores: idleCores})
+			progress(fmt.Sprintf("write run %d: %s idle: %.3f cores", run, sys, idleCores))
+			for _, n := range cfg.Clients {
+				st := settle(ws.pids, idleCores)
+				before := elections(ws.cluster)
+				var wait func()
+				if ws.profile != nil && cfg.ProfileDir != "" && run == 1 && n == cfg.Clients[len(cfg.Clients)-1] {
+					wait = ws.profile(n)
+				}
+				r := RunLoad(context.Background(), n, cfg.Warmup, cfg.Duration, ws.pids, ws.sender(n))
+				if wait != nil {
+					wait()
+				}
+				el := elections(ws.cluster) - before
+				out = append(out, WriteResult{System: sys, Clients: n, Run: run, LoadAvg: LoadAvg(), Elections: el, Settled: st, LoadRun: r})
+				progress(fmt.Sprintf("write run %d: %-14s %3d clients: %8.0f/s p50 %6.2f ms p99 %6.2f ms errors %d elections %d (settled in %.1f s: sync %.1f s, %.2f cores above idle at first)",
+					run, sys, n, r.PerSec, r.P50Ms, r.P99Ms, r.Errors, el, st.Seconds, st.SyncSeconds, st.ExtraCores))
+			}
+			env.PopCleanups(mark)
+		}
+	}
+	return out, idle
+}
+
+// writeSystem is one system's fresh cluster, ready for load.
+type writeSystem struct {
+	pids    []int
+	cluster *testcluster.Cluster // nil for etcd
+	sender  func(clients int) Sender
+	profile func(clients int) func() // nil: not profiled
+}
+
+func startWriteSystem(env *Env, cfg WriteConfig, sys string, run int) writeSystem {
+	if sys == SysEtcd {
 		ec := StartEtcd(env)
 		ecl, err := ec.Client()
 		if err != nil {
 			env.Fatal(err)
 		}
 		env.Cleanup(func() { ecl.Close() })
-		epids := ec.PIDs()
-
-		// The clusters idle, side by side: their fixed cost, which the
-		// per-write CPU figures include.
-		o0, i0, e0 := cpuSeconds(opids), cpuSeconds(ipids), cpuSeconds(epids)
-		time.Sleep(idleWindow) // a measurement window, not synchronisation
-		w := idleWindow.Seconds()
-		oi, ii, ei := (cpuSeconds(opids)-o0)/w, (cpuSeconds(ipids)-i0)/w, (cpuSeconds(epids)-e0)/w
-		idle = append(idle, IdleCPU{System: SysOrch, Run: run, Cores: oi}, IdleCPU{System: SysOrchInsecure, Run: run, Cores: ii}, IdleCPU{System: SysEtcd, Run: run, Cores: ei})
-		progress(fmt.Sprintf("write run %d: idle clusters: orch %.3f cores, orch-insecure %.3f cores, etcd %.3f cores", run, oi, ii, ei))
-		everyServer := slices.Concat(opids, ipids, epids)
-
-		for _, n := range cfg.Clients {
-			measure := func(sys string, c *testcluster.Cluster, pids []int, send Sender, prof func() func()) {
-				st := settle(everyServer, oi+ii+ei)
-				before := elections(c)
-				var wait func()
-				if prof != nil && cfg.ProfileDir != "" && run == 1 && n == cfg.Clients[len(cfg.Clients)-1] {
-					wait = prof()
-				}
-				r := RunLoad(ctx, n, cfg.Warmup, cfg.Duration, pids, send)
-				if wait != nil {
-					wait()
-				}
-				el := elections(c) - before
-				out = append(out, WriteResult{System: sys, Clients: n, Run: run, LoadAvg: LoadAvg(), Elections: el, Settled: st, LoadRun: r})
-				progress(fmt.Sprintf("write run %d: %-13s %3d clients: %8.0f/s p50 %6.2f ms p99 %6.2f ms errors %d elections %d (settled in %.1f s: sync %.1f s, %.2f cores above idle at first)",
-					run, sys, n, r.PerSec, r.P50Ms, r.P99Ms, r.Errors, el, st.Seconds, st.SyncSeconds, st.ExtraCores))
-			}
-			order := []func(){
-				func() {
-					measure(SysOrch, oc, opids, orchSender(ocl, "r", run, n), func() func() { return profileLeader(oc, cfg, "", n) })
-				},
-			}
-			if ucl != nil {
-				order = append(order, func() { measure(SysOrchUnbatched, oc, opids, orchSender(ucl, "u", run, n), nil) })
-			}
-			order = append(order,
-				func() {
-					measure(SysOrchInsecure, ic, ipids, orchSender(icl, "r", run, n), func() func() { return profileLeader(ic, cfg, "-insecure", n) })
-				},
-				func() { measure(SysEtcd, nil, epids, etcdSender(ecl, run, n), nil) })
-			if run%2 == 0 {
-				slices.Reverse(order)
-			}
-			for _, f := range order {
-				f()
-			}
-		}
-		env.PopCleanups(mark)
+		return writeSystem{pids: ec.PIDs(), sender: func(n int) Sender { return etcdSender(ecl, run, n) }}
 	}
-	return out, idle
+	var c *testcluster.Cluster
+	tune := func(cc *client.Config) { cc.BatchAfter = cfg.BatchAfter }
+	suffix := ""
+	switch sys {
+	case SysOrchInsecure:
+		c, suffix = StartOrchInsecure(env), "-insecure"
+	case SysOrchUnbatched:
+		c, suffix = StartOrch(env), "-unbatched"
+		tune = func(cc *client.Config) { cc.NoBatching = true }
+	default:
+		c = StartOrch(env)
+	}
+	cl := OrchClient(env, c, tune)
+	if err := CreateNamespace(context.Background(), cl, writeNamespace); err != nil {
+		env.Fatal(err)
+	}
+	return writeSystem{pids: orchPIDs(env, c), cluster: c,
+		sender:  func(n int) Sender { return orchSender(cl, run, n) },
+		profile: func(n int) func() { return profileLeader(c, cfg, suffix, n) }}
 }
 
 // elections counts the leader elections the servers of c have logged
@@ -174,12 +177,11 @@ func elections(c *testcluster.Cluster) int {
 	return n
 }
 
-// orchSender creates ConfigMaps named prefix, run, clients, worker, seq.
-func orchSender(cl *client.Client, prefix string, run, clients int) Sender {
+func orchSender(cl *client.Client, run, clients int) Sender {
 	return func(ctx context.Context, worker, seq int, v string) error {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		_, err := cl.Create(ctx, ConfigMap(writeNamespace, fmt.Sprintf("%s%d-c%d-w%d-%d", prefix, run, clients, worker, seq), v))
+		_, err := cl.Create(ctx, ConfigMap(writeNamespace, fmt.Sprintf("r%d-c%d-w%d-%d", run, clients, worker, seq), v))
 		return err
 	}
 }

@@ -55,6 +55,7 @@ func main() {
 	proxySamples := flag.Int("proxy-samples", 100, "endpoint propagations measured per scale and run (proxy suite)")
 	jsonOut := flag.String("json", "", "write raw results to this file")
 	mdOut := flag.String("md", "", "also write the markdown summary to this file")
+	batchAfter := flag.Int("write-batch-after", 0, "write suite: the orch clients' BatchAfter (requests on the wire to a server before writes queue for a batch; 0: the client's default)")
 	unbatched := flag.Bool("write-unbatched", false, "write suite: also measure orch through a client that sends every write alone (no batches), in the same runs")
 	profile := flag.String("profile", "", "save profiles of orch servers (first run: leader and follower CPU at the most write clients, leader CPU during a snapshot save; heap at the largest state; the pods suite's worker smaps) into this directory")
 	verbose := flag.Bool("v", false, "print the cluster harness's messages")
@@ -174,7 +175,7 @@ func main() {
 		}
 	}
 	if selected["write"] {
-		res.Write, res.Idle = suite.Write(env, suite.WriteConfig{Runs: *runs, Clients: clientCounts, Warmup: *warmup, Duration: *duration, ProfileDir: *profile, Unbatched: *unbatched}, progress)
+		res.Write, res.Idle = suite.Write(env, suite.WriteConfig{Runs: *runs, Clients: clientCounts, Warmup: *warmup, Duration: *duration, ProfileDir: *profile, Unbatched: *unbatched, BatchAfter: *batchAfter}, progress)
 		res.SecurityCost = suite.SecurityCosts(res.Write)
 		save()
 	}

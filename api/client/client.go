@@ -50,7 +50,7 @@ type Config struct {
 	// others are in flight (see batch.go).
 	NoBatching bool
 	// BatchAfter is how many requests may be on the wire to one server
-	// before further writes queue for a batch (default 4).
+	// before further writes queue for a batch (default 16).
 	BatchAfter int
 }
 

@@ -57,7 +57,7 @@ func (a *Agent) serveBatch(w http.ResponseWriter, r *http.Request, api http.Hand
 	}
 	a.batches.Add(1)
 	a.batchedWrites.Add(uint64(len(subs)))
-	answers := make([]batchAnswer, len(subs))
+	answers := make([]bufferedResponse, len(subs))
 	var wg sync.WaitGroup
 	for i, sub := range subs {
 		wg.Add(1)
@@ -71,7 +71,7 @@ func (a *Agent) serveBatch(w http.ResponseWriter, r *http.Request, api http.Hand
 	w.Header().Set("Content-Type", batchContentType)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	for i := range answers {
-		answers[i].writeTo(bw)
+		writeAnswer(bw, &answers[i])
 	}
 	bw.Flush()
 }
@@ -117,27 +117,9 @@ func readBatch(w http.ResponseWriter, r *http.Request) ([]*http.Request, error) 
 	}
 }
 
-// batchAnswer records the response to one request of a batch.
-type batchAnswer struct {
-	header http.Header
-	code   int
-	body   bytes.Buffer
-}
-
-func (b *batchAnswer) Header() http.Header { return b.header }
-
-func (b *batchAnswer) WriteHeader(code int) {
-	if b.code == 0 {
-		b.code = code
-	}
-}
-
-func (b *batchAnswer) Write(p []byte) (int, error) {
-	b.WriteHeader(http.StatusOK)
-	return b.body.Write(p)
-}
-
-func (b *batchAnswer) writeTo(w *bufio.Writer) {
+// writeAnswer writes the recorded response to one request of a batch in
+// HTTP/1.1 wire format.
+func writeAnswer(w *bufio.Writer, b *bufferedResponse) {
 	code := b.code
 	if code == 0 {
 		code = http.StatusOK

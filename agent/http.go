@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -157,4 +158,25 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 		// Paths and codes only: bodies (which may hold Secrets) are never logged.
 		m.logger(r.Method, r.URL.Path, rec.code, d)
 	})
+}
+
+// bufferedResponse is an http.ResponseWriter that keeps the answer (a
+// token handler called in process, each request of a batch).
+type bufferedResponse struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(code int) {
+	if b.code == 0 {
+		b.code = code
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	return b.body.Write(p)
 }

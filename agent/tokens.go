@@ -284,23 +284,3 @@ func (a *Agent) serverRequest(ctx context.Context, method, path string, obj any)
 	}
 	return &apierrors.StatusError{ErrStatus: st}
 }
-
-// bufferedResponse is an http.ResponseWriter that keeps the answer.
-type bufferedResponse struct {
-	header http.Header
-	code   int
-	body   bytes.Buffer
-}
-
-func (b *bufferedResponse) Header() http.Header { return b.header }
-
-func (b *bufferedResponse) WriteHeader(code int) {
-	if b.code == 0 {
-		b.code = code
-	}
-}
-
-func (b *bufferedResponse) Write(p []byte) (int, error) {
-	b.WriteHeader(http.StatusOK)
-	return b.body.Write(p)
-}

@@ -154,20 +154,43 @@ func waitQueued(t *testing.T, c *Client, n int) {
 
 func background(int) context.Context { return context.Background() }
 
+// queueAndRelease fills every place on the wire to the gated server,
+// queues 8 more creates behind them, opens the gate and returns all
+// their errors.
+func queueAndRelease(t *testing.T, g *gatedServer, c *Client) []error {
+	t.Helper()
+	errs := startCreates(c, background, defaultBatchAfter+8)
+	waitQueued(t, c, 8)
+	g.open()
+	return collect(errs, defaultBatchAfter+8)
+}
+
+// collect receives n errors.
+func collect(errs chan error, n int) []error {
+	out := make([]error, n)
+	for i := range out {
+		out[i] = <-errs
+	}
+	return out
+}
+
+// noErrors fails the test on the first error.
+func noErrors(t *testing.T, errs []error) {
+	t.Helper()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // Writes beyond the ones on the wire queue and go together in one batch;
 // each gets its own answer. The batch's connection is kept for later
 // requests, as a plain request's is.
 func TestQueuedWritesGoInOneBatch(t *testing.T) {
 	g := newGatedServer(t, answerBatch)
 	c := newClient(t, g.srv.URL)
-	errs := startCreates(c, background, defaultBatchAfter+8)
-	waitQueued(t, c, 8)
-	g.open()
-	for range defaultBatchAfter + 8 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
+	noErrors(t, queueAndRelease(t, g, c))
 	if g.plain.Load() != defaultBatchAfter || g.batched.Load() != 8 || g.batches.Load() != 1 {
 		t.Fatalf("plain %d, batched %d in %d batches; want %d, 8 in 1", g.plain.Load(), g.batched.Load(), g.batches.Load(), defaultBatchAfter)
 	}
@@ -178,12 +201,7 @@ func TestQueuedWritesGoInOneBatch(t *testing.T) {
 	conns := g.conns.Load()
 	const rounds = 10
 	for range rounds {
-		round := startCreates(c, background, defaultBatchAfter+8)
-		for range defaultBatchAfter + 8 {
-			if err := <-round; err != nil {
-				t.Fatal(err)
-			}
-		}
+		noErrors(t, collect(startCreates(c, background, defaultBatchAfter+8), defaultBatchAfter+8))
 	}
 	if g.batches.Load() < rounds/2 {
 		t.Fatalf("only %d batches in %d rounds", g.batches.Load(), rounds)
@@ -198,23 +216,11 @@ func TestQueuedWritesGoInOneBatch(t *testing.T) {
 func TestServerWithoutBatchesGetsPlainRequests(t *testing.T) {
 	g := newGatedServer(t, nil)
 	c := newClient(t, g.srv.URL)
-	errs := startCreates(c, background, defaultBatchAfter+8)
-	waitQueued(t, c, 8)
-	g.open()
-	for range defaultBatchAfter + 8 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
+	noErrors(t, queueAndRelease(t, g, c))
 	if g.plain.Load() != defaultBatchAfter+8 || g.batches.Load() != 1 {
 		t.Fatalf("plain %d, batch tries %d; want %d and 1", g.plain.Load(), g.batches.Load(), defaultBatchAfter+8)
 	}
-	errs = startCreates(c, background, 2*defaultBatchAfter)
-	for range 2 * defaultBatchAfter {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
+	noErrors(t, collect(startCreates(c, background, 2*defaultBatchAfter), 2*defaultBatchAfter))
 	if g.batches.Load() != 1 {
 		t.Fatalf("the client tried batches again: %d", g.batches.Load())
 	}
@@ -228,12 +234,8 @@ func TestRefusedBatchAnswersEachWrite(t *testing.T) {
 		io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"invalid bearer token","reason":"Unauthorized","code":401}`)
 	})
 	c := newClient(t, g.srv.URL)
-	errs := startCreates(c, background, defaultBatchAfter+8)
-	waitQueued(t, c, 8)
-	g.open()
 	refused := 0
-	for range defaultBatchAfter + 8 {
-		err := <-errs
+	for _, err := range queueAndRelease(t, g, c) {
 		switch {
 		case apierrors.IsUnauthorized(err):
 			refused++
@@ -252,7 +254,7 @@ func TestCancelledQueuedWriteIsNotSent(t *testing.T) {
 	c := newClient(t, g.srv.URL)
 	errs := startCreates(c, background, defaultBatchAfter)
 	for g.plain.Load() != defaultBatchAfter {
-		time.Sleep(time.Millisecond) // until every slot is taken
+		time.Sleep(time.Millisecond) // polling until every place on the wire is taken
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancelled := startCreates(c, func(int) context.Context { return ctx }, 1)
@@ -264,16 +266,8 @@ func TestCancelledQueuedWriteIsNotSent(t *testing.T) {
 		t.Fatalf("cancelled write: %v", err)
 	}
 	g.open()
-	for range defaultBatchAfter {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	for range 2 {
-		if err := <-others; err != nil {
-			t.Fatal(err)
-		}
-	}
+	noErrors(t, collect(errs, defaultBatchAfter))
+	noErrors(t, collect(others, 2))
 	if g.batched.Load() != 2 {
 		t.Fatalf("%d writes sent in batches, want 2 (the cancelled one not among them)", g.batched.Load())
 	}

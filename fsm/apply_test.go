@@ -366,3 +366,45 @@ func TestWaitApplied(t *testing.T) {
 		t.Fatalf("WaitApplied past the applied index with a cancelled context: %v", err)
 	}
 }
+
+// The commands of one entry see each other's writes, although the applier
+// reads rows from the state before the entry plus what the entry wrote
+// (not through the write transaction): a second create of a name fails, a
+// retried request ID answers with the first, a name deleted earlier in the
+// entry can be created again, and an update sees the entry's create.
+func TestCommandsOfOneEntrySeeEachOther(t *testing.T) {
+	f := newTestFSM(t)
+	f.mustApply(createCmd(t, namespace("ns")))
+	f.mustApply(createCmd(t, configMap("ns", "old", nil)))
+	retried := createCmd(t, configMap("ns", "r", nil))
+	retried.RequestID = "req-1"
+	updated := configMap("ns", "a", map[string]string{"k": "v2"})
+	res := f.apply(&Batch{Commands: []Command{
+		createCmd(t, configMap("ns", "a", map[string]string{"k": "v1"})),
+		createCmd(t, configMap("ns", "a", nil)),
+		retried,
+		retried,
+		&Delete{Kind: "ConfigMap", Namespace: "ns", Name: "old"},
+		createCmd(t, configMap("ns", "old", map[string]string{"k": "again"})),
+		updateCmd(t, updated),
+	}})
+	if res.Err != nil || len(res.Batch) != 7 {
+		t.Fatalf("batch: %v (%d results)", res.Err, len(res.Batch))
+	}
+	r := res.Batch
+	if r[0].Err != nil || !errors.Is(r[1].Err, ErrAlreadyExists) {
+		t.Fatalf("two creates of one name: %v, %v", r[0].Err, r[1].Err)
+	}
+	if r[2].Err != nil || r[3].Duplicate == nil || r[3].Record.Version != r[2].Record.Version {
+		t.Fatalf("retried request ID in the same entry: %+v, %+v", r[2], r[3])
+	}
+	if r[4].Err != nil || r[5].Err != nil || r[6].Err != nil {
+		t.Fatalf("delete, create again, update: %v, %v, %v", r[4].Err, r[5].Err, r[6].Err)
+	}
+	if got := f.get(api.ConfigMap, "ns", "old").Obj.(*corev1.ConfigMap).Data["k"]; got != "again" {
+		t.Fatalf("re-created object holds %q", got)
+	}
+	if got := f.get(api.ConfigMap, "ns", "a").Obj.(*corev1.ConfigMap).Data["k"]; got != "v2" {
+		t.Fatalf("updated object holds %q", got)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Writes in flight together share HTTP requests: while BatchAfter (16)
@@ -35,13 +34,10 @@ const (
 
 // batcher coalesces the writes to one server.
 type batcher struct {
-	hc      *http.Client
-	url     string // the server's batch endpoint
-	token   string
-	agent   string
-	timeout time.Duration
-	after   int           // requests on the wire before writes queue
-	sent    atomic.Uint64 // writes sent in batches
+	c     *Client
+	url   string        // the server's batch endpoint
+	after int           // requests on the wire before writes queue
+	sent  atomic.Uint64 // writes sent in batches
 
 	mu          sync.Mutex
 	inflight    int
@@ -58,7 +54,7 @@ type batchCall struct {
 }
 
 func newBatcher(c *Client, server string, after int) *batcher {
-	return &batcher{hc: c.hc, url: server + BatchPath, token: c.token, agent: c.agent, timeout: c.attempt, after: after}
+	return &batcher{c: c, url: server + BatchPath, after: after}
 }
 
 // batchable reports whether req may share a batch: a bounded write.
@@ -73,7 +69,7 @@ func (b *batcher) roundTrip(hr *http.Request) (*http.Response, error) {
 	if b.inflight < b.after || b.unsupported {
 		b.inflight++
 		b.mu.Unlock()
-		resp, err := b.hc.Do(hr)
+		resp, err := b.c.hc.Do(hr)
 		b.release()
 		return resp, err
 	}
@@ -162,7 +158,7 @@ func (b *batcher) send(batch []*batchCall) {
 	for _, call := range batch {
 		body = append(body, call.wire...)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), b.c.attempt)
 	defer cancel()
 	b.sent.Add(uint64(len(batch)))
 	resp, err := b.post(ctx, body)
@@ -223,11 +219,11 @@ func (b *batcher) post(ctx context.Context, body []byte) (*http.Response, error)
 		return nil, err
 	}
 	hr.Header.Set("Content-Type", batchContentType)
-	hr.Header.Set("User-Agent", b.agent)
-	if b.token != "" {
-		hr.Header.Set("Authorization", "Bearer "+b.token)
+	hr.Header.Set("User-Agent", b.c.agent)
+	if b.c.token != "" {
+		hr.Header.Set("Authorization", "Bearer "+b.c.token)
 	}
-	return b.hc.Do(hr)
+	return b.c.hc.Do(hr)
 }
 
 // direct sends a request that was encoded for a batch on its own.
@@ -239,7 +235,7 @@ func (b *batcher) direct(hr *http.Request) (*http.Response, error) {
 		}
 		hr.Body = body
 	}
-	return b.hc.Do(hr)
+	return b.c.hc.Do(hr)
 }
 
 // readAnswer reads one response of the batch's answer, body included.
